@@ -1,0 +1,42 @@
+"""baserepo: one async repository per SQLAlchemy model, with fast, safe bulk operations."""
+
+from ._engine import create_engine, enable_sqlite_savepoints
+from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
+from ._lookups import LOOKUPS
+from ._repository import DEFAULT_BATCH_SIZE, BaseRepository
+from ._results import BulkOperationResult, FailureKind, RecordFailure
+from .exceptions import (
+    BaseRepoError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    IntegrityConflictError,
+    InvalidFilterError,
+    RecordValidationError,
+    RepositoryDatabaseError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "LOOKUPS",
+    "BaseRepoError",
+    "BaseRepository",
+    "BulkOperationResult",
+    "ConfigurationError",
+    "DatabaseUnavailableError",
+    "EventBus",
+    "EventHandler",
+    "EventType",
+    "FailureKind",
+    "IntegrityConflictError",
+    "InvalidFilterError",
+    "RecordFailure",
+    "RecordValidationError",
+    "RepositoryDatabaseError",
+    "RepositoryEvent",
+    "__version__",
+    "create_engine",
+    "default_event_bus",
+    "enable_sqlite_savepoints",
+]

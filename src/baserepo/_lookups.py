@@ -1,0 +1,179 @@
+"""``field__lookup`` filters (Django's names) turned into SQLAlchemy expressions; no I/O.
+
+``LIKE`` wildcards in values are escaped (SQLAlchemy's ``autoescape``, escape character
+``/``), so ``email__startswith="test_"`` matches only a literal underscore. On MySQL/MariaDB
+the case-sensitive text lookups compare in binary, as Django does, because the default
+collations there ignore case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, func, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from .exceptions import InvalidFilterError
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.compiler import SQLCompiler
+
+    from ._model import ModelInfo
+
+__all__ = ["LOOKUPS", "build_filters", "filtered_attrs", "split_key"]
+
+SEPARATOR = "__"
+
+Column = ColumnElement[Any]
+Condition = ColumnElement[bool]
+
+
+class _CaseSensitive(FunctionElement[Any]):
+    """Its argument, compared byte for byte where the dialect would otherwise ignore case."""
+
+    name = "baserepo_case_sensitive"
+    inherit_cache = True
+
+
+@compiles(_CaseSensitive)
+def _compile_plain(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_CaseSensitive, "mysql")
+def _compile_binary(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"BINARY {compiler.process(element.clauses, **kw)}"
+
+
+def _cs(column: Column) -> Column:
+    return _CaseSensitive(column)
+
+
+def _sequence(key: str, value: Any) -> list[Any]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidFilterError(key, f"expects a list, tuple or set, got {type(value).__name__}")
+    return list(value)
+
+
+def _range(key: str, value: Any) -> tuple[Any, Any]:
+    bounds = _sequence(key, value)
+    if len(bounds) != 2:
+        raise InvalidFilterError(key, f"expects two bounds (low, high), got {len(bounds)}")
+    return bounds[0], bounds[1]
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidFilterError(key, f"expects True or False, got {value!r}")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidFilterError(key, f"expects a string, got {type(value).__name__}")
+    return value
+
+
+def _not_none(key: str, value: Any) -> Any:
+    if value is None:
+        raise InvalidFilterError(key, "cannot compare with None; use __isnull=True")
+    return value
+
+
+def _exact(key: str, col: Column, value: Any) -> Condition:
+    return col.is_(None) if value is None else col == value
+
+
+def _ne(key: str, col: Column, value: Any) -> Condition:
+    return col.is_not(None) if value is None else (col != value) | col.is_(None)
+
+
+def _in(key: str, col: Column, value: Any) -> Condition:
+    return col.in_(_sequence(key, value))
+
+
+def _not_in(key: str, col: Column, value: Any) -> Condition:
+    return col.not_in(_sequence(key, value)) | col.is_(None)
+
+
+def _isnull(key: str, col: Column, value: Any) -> Condition:
+    return col.is_(None) if _flag(key, value) else col.is_not(None)
+
+
+def _isnotnull(key: str, col: Column, value: Any) -> Condition:
+    return col.is_not(None) if _flag(key, value) else col.is_(None)
+
+
+def _between(key: str, col: Column, value: Any) -> Condition:
+    low, high = _range(key, value)
+    return col.between(_not_none(key, low), _not_none(key, high))
+
+
+def _like(case_sensitive: bool, build: Callable[[Column, str], Condition]) -> Any:
+    def lookup(key: str, col: Column, value: Any) -> Condition:
+        target = _cs(col) if case_sensitive else col
+        return build(target, _text(key, value))
+
+    return lookup
+
+
+LookupFn = Callable[[str, Column, Any], Condition]
+
+LOOKUPS: dict[str, LookupFn] = {
+    "exact": _exact,
+    "iexact": lambda k, c, v: func.lower(c) == func.lower(_text(k, v)),
+    "ne": _ne,
+    "lt": lambda k, c, v: c < _not_none(k, v),
+    "lte": lambda k, c, v: c <= _not_none(k, v),
+    "gt": lambda k, c, v: c > _not_none(k, v),
+    "gte": lambda k, c, v: c >= _not_none(k, v),
+    "in": _in,
+    "not_in": _not_in,
+    "range": _between,
+    "isnull": _isnull,
+    "isnotnull": _isnotnull,
+    "startswith": _like(True, lambda c, v: c.startswith(v, autoescape=True)),
+    "istartswith": _like(False, lambda c, v: c.istartswith(v, autoescape=True)),
+    "endswith": _like(True, lambda c, v: c.endswith(v, autoescape=True)),
+    "iendswith": _like(False, lambda c, v: c.iendswith(v, autoescape=True)),
+    "contains": _like(True, lambda c, v: c.contains(v, autoescape=True)),
+    "icontains": _like(False, lambda c, v: c.icontains(v, autoescape=True)),
+    "like": _like(True, lambda c, v: c.like(v)),
+    "ilike": _like(False, lambda c, v: c.ilike(v)),
+}
+"""Every supported lookup; a key without ``__lookup`` means ``exact``."""
+
+
+def split_key(info: ModelInfo, key: str) -> tuple[str, str]:
+    """``"salary__lt"`` -> ``("salary", "lt")``, validating both halves."""
+    field, _, lookup = key.rpartition(SEPARATOR)
+    if not field or lookup not in LOOKUPS:
+        # Either no lookup at all, or a field whose own name contains "__".
+        field, lookup = key, "exact"
+    if field not in info.columns:
+        head, _, tail = key.rpartition(SEPARATOR)
+        if head in info.columns and tail not in LOOKUPS:
+            raise InvalidFilterError(key, f"unknown lookup {tail!r}", valid=sorted(LOOKUPS))
+        raise InvalidFilterError(
+            key, f"{info.model.__name__} has no field {field!r}", valid=sorted(info.columns)
+        )
+    return field, lookup
+
+
+def filtered_attrs(info: ModelInfo, filters: Mapping[str, Any]) -> set[str]:
+    """The fields a filter mapping constrains (used to see whether it names ``deleted_at``)."""
+    return {split_key(info, key)[0] for key in filters}
+
+
+def build_filters(info: ModelInfo, filters: Mapping[str, Any]) -> Condition:
+    """AND of every ``field__lookup=value`` in ``filters``; raises InvalidFilterError."""
+    conditions = []
+    for key, value in filters.items():
+        field, lookup = split_key(info, key)
+        column = getattr(info.model, field)
+        conditions.append(LOOKUPS[lookup](key, column, value))
+    if not conditions:
+        return true()
+    return and_(*conditions) if len(conditions) > 1 else conditions[0]

@@ -1,0 +1,465 @@
+"""BaseRepository: one async repository per model, composing lookups, the bulk engine,
+transactions and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect as sa_inspect
+
+from ._bulk import BulkEngine, insert_strategy_for
+from ._errors import translate
+from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
+from ._lookups import build_filters, filtered_attrs
+from ._model import ModelInfo, model_info
+from ._ordering import OrderBy, order_clauses
+from ._records import RecordPreparer
+from ._transactions import after_commit, atomic
+from .exceptions import ConfigurationError
+
+if typing.TYPE_CHECKING:
+    import builtins
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from ._bulk.engine import ProgressCallback
+    from ._results import BulkOperationResult
+
+__all__ = ["DEFAULT_BATCH_SIZE", "BaseRepository"]
+
+ModelT = TypeVar("ModelT")
+CreateSchemaT = TypeVar("CreateSchemaT")
+UpdateSchemaT = TypeVar("UpdateSchemaT")
+
+DEFAULT_BATCH_SIZE = 1000
+"""Records per batch when the caller gives none (clamped to the dialect's parameter limit)."""
+
+Filters = Mapping[str, Any]
+Records = Iterable[Any] | AsyncIterable[Any]
+
+
+class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
+    """Async CRUD, filtered reads and bulk writes for one SQLAlchemy model.
+
+    Args:
+        model: a mapped class with a single-column primary key.
+        session: the ``AsyncSession`` to work in. If the caller began a transaction on it
+            (``async with session.begin():``), the repository never commits: each write or
+            batch runs in a SAVEPOINT and everything ends with the caller's transaction.
+            Otherwise each write (each batch, for bulk calls) is committed before it returns.
+        cache_config: query cache settings (:class:`baserepo.CacheConfig`).
+        event_bus: where events go after commit; defaults to ``baserepo.default_event_bus``.
+        soft_delete_column: the column whose presence turns soft delete on.
+        create_schema / update_schema: pydantic models to validate mappings with; taken from
+            the subscription (``BaseRepository[User, UserCreate, UserUpdate]``) when omitted.
+
+    Example::
+
+        repo = BaseRepository[User, UserCreate, UserUpdate](User, session)
+        result = await repo.bulk_create([{"name": "Ada", "email": "ada@example.com"}])
+        active = await repo.list(is_active=True, email__iendswith="@example.com", limit=20)
+    """
+
+    def __init__(
+        self,
+        model: type[ModelT],
+        session: AsyncSession,
+        cache_config: Any = None,
+        *,
+        event_bus: EventBus | None = None,
+        soft_delete_column: str = "deleted_at",
+        create_schema: type[Any] | None = None,
+        update_schema: type[Any] | None = None,
+    ) -> None:
+        if cache_config is not None:
+            raise ConfigurationError("the query cache is not available in this version")
+        self.model = model
+        self.session = session
+        self.event_bus = event_bus if event_bus is not None else default_event_bus
+        self._info: ModelInfo = model_info(model)
+        self._soft_delete_attr = self._info.soft_delete_attr(soft_delete_column)
+        self._schemas = (create_schema, update_schema)
+        self._preparer_cache: RecordPreparer | None = None
+        self._cache_config = cache_config
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def supports_soft_delete(self) -> bool:
+        return self._soft_delete_attr is not None
+
+    @property
+    def _preparer(self) -> RecordPreparer:
+        if self._preparer_cache is None:
+            create_schema, update_schema = self._schemas
+            # BaseRepository[User, UserCreate, UserUpdate](...) records its arguments on the
+            # instance only after __init__ returns, hence the lazy lookup.
+            args = typing.get_args(getattr(self, "__orig_class__", None))
+            if len(args) == 3:
+                create_schema = create_schema or _concrete(args[1])
+                update_schema = update_schema or _concrete(args[2])
+            self._preparer_cache = RecordPreparer(
+                self._info, create_schema=create_schema, update_schema=update_schema
+            )
+        return self._preparer_cache
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
+        """The row with primary key ``id``, or None (also when it is soft-deleted)."""
+        query = select(self.model).where(self._pk == id)
+        query = self._hide_deleted(query, {}, include_deleted)
+        found: ModelT | None = await self._scalar(query)
+        return found
+
+    async def get_many(
+        self, ids: Iterable[Any], *, include_deleted: bool = False
+    ) -> builtins.list[ModelT]:
+        """Rows for ``ids`` in the order given; missing ids are left out."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        query = self._hide_deleted(
+            select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
+        )
+        found = {getattr(row, self._info.pk_attr): row for row in await self._scalars(query)}
+        return [found[i] for i in wanted if i in found]
+
+    async def list(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        order_by: OrderBy | None = None,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> builtins.list[ModelT]:
+        """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
+        merged = _merge(filters, filter_kwargs)
+        query = self._hide_deleted(
+            select(self.model).where(self._where(merged)), merged, include_deleted
+        )
+        query = query.order_by(*order_clauses(self._info, order_by))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        return await self._scalars(query)
+
+    async def count(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> int:
+        merged = _merge(filters, filter_kwargs)
+        query = select(func.count()).select_from(self._info.table).where(self._where(merged))
+        query = self._hide_deleted(query, merged, include_deleted)
+        return int(await self._scalar(query) or 0)
+
+    async def exists(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> bool:
+        merged = _merge(filters, filter_kwargs)
+        query = select(self._pk).where(self._where(merged))
+        query = self._hide_deleted(query, merged, include_deleted).limit(1)
+        return await self._scalar(query) is not None
+
+    # -- single-row writes ---------------------------------------------------------------
+
+    async def create(self, data: CreateSchemaT | Mapping[str, Any]) -> ModelT:
+        """Insert one row and return it; raises RecordValidationError or IntegrityConflictError."""
+        values = self._preparer.for_create(data)
+        instance = self.model(**values)
+        async with self._writing():
+            self.session.add(instance)
+            await self.session.flush()
+            new_id = getattr(instance, self._info.pk_attr)
+            self._emit(EventType.CREATED, [new_id], [values])
+        return await self._fresh(instance)
+
+    async def update(self, id: Any, data: UpdateSchemaT | Mapping[str, Any]) -> ModelT | None:
+        """Apply ``data`` to the row ``id``; None when there is no such (visible) row."""
+        values = self._preparer.for_update(data)
+        async with self._writing():
+            instance = await self._scalar(
+                self._hide_deleted(select(self.model).where(self._pk == id), {}, False)
+            )
+            if instance is None:
+                return None
+            for attr, value in values.items():
+                setattr(instance, attr, value)
+            await self.session.flush()
+            self._emit(EventType.UPDATED, [id], [values])
+        return await self._fresh(instance)
+
+    async def delete(self, id: Any, soft_delete: bool | None = None) -> bool:
+        """Delete the row ``id``: soft (stamp ``deleted_at``) when the model supports it.
+
+        ``soft_delete=None`` means soft when the model has the soft-delete column, hard
+        otherwise; ``True`` on a model without it raises ConfigurationError.
+        """
+        soft = self._resolve_soft(soft_delete)
+        statement: Any
+        if soft:
+            column = getattr(self.model, self._soft_attr)
+            statement = (
+                update(self.model)
+                .where(self._pk == id, column.is_(None))
+                .values({self._soft_attr: self._now()})
+            )
+        else:
+            statement = delete(self.model).where(self._pk == id)
+        async with self._writing():
+            done = _rowcount(await self.session.execute(statement)) > 0
+            if done:
+                self._emit(EventType.SOFT_DELETED if soft else EventType.DELETED, [id], [])
+        return done
+
+    async def restore(self, id: Any) -> ModelT | None:
+        """Undo a soft delete; None when the row does not exist or is not deleted."""
+        column = getattr(self.model, self._soft_attr)
+        statement = (
+            update(self.model)
+            .where(self._pk == id, column.is_not(None))
+            .values({self._soft_attr: None})
+        )
+        async with self._writing():
+            restored = _rowcount(await self.session.execute(statement)) > 0
+            if restored:
+                self._emit(EventType.RESTORED, [id], [])
+        return await self.get(id) if restored else None
+
+    # -- bulk writes ---------------------------------------------------------------------
+
+    async def bulk_create(
+        self,
+        data_list: Records,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        emit_events: bool = True,
+        ignore_conflicts: bool = False,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> BulkOperationResult:
+        """Insert many records in atomic batches; every record is created or reported.
+
+        Args:
+            data_list: any iterable or async iterable of mappings, pydantic models,
+                dataclasses or model instances; only one batch is held in memory.
+            batch_size: records per batch, clamped to the dialect's bind-parameter limit.
+            emit_events: publish one ``created`` event per committed batch.
+            ignore_conflicts: skip records that hit a unique constraint instead of failing
+                their batch; each skip is reported (kind ``conflict``, message says "unique").
+            progress: called with the number of input records handled so far.
+        """
+        engine = await self._bulk_engine()
+        return await engine.create(
+            data_list,
+            batch_size=batch_size,
+            ignore_conflicts=ignore_conflicts,
+            on_batch=self._batch_emitter(EventType.CREATED, emit_events, with_rows=True),
+            progress=progress,
+        )
+
+    async def bulk_update(
+        self,
+        filters: Filters,
+        update_data: UpdateSchemaT | Mapping[str, Any],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        emit_events: bool = True,
+        *,
+        include_deleted: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> BulkOperationResult:
+        """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys."""
+        values = self._preparer.to_columns(self._preparer.for_update(update_data))
+        if not values:
+            raise ValueError("update_data is empty: nothing to update")
+        condition = self._condition(filters, include_deleted)
+        engine = await self._bulk_engine()
+        return await engine.change_where(
+            condition,
+            values=values,
+            batch_size=batch_size,
+            on_batch=self._batch_emitter(EventType.UPDATED, emit_events, with_rows=True),
+            progress=progress,
+        )
+
+    async def bulk_delete(
+        self,
+        filters: Filters,
+        soft_delete: bool | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        emit_events: bool = True,
+        *,
+        include_deleted: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> BulkOperationResult:
+        """Delete every row matching ``filters``: soft by default where the model supports it."""
+        soft = self._resolve_soft(soft_delete)
+        condition = self._condition(filters, include_deleted)
+        values = None
+        if soft:
+            # Stamping an already-deleted row again would only move its deletion date.
+            condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
+            values = self._preparer.to_columns({self._soft_attr: self._now()})
+        engine = await self._bulk_engine()
+        return await engine.change_where(
+            condition,
+            values=values,
+            batch_size=batch_size,
+            on_batch=self._batch_emitter(
+                EventType.SOFT_DELETED if soft else EventType.DELETED, emit_events, with_rows=False
+            ),
+            progress=progress,
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def _pk(self) -> ColumnElement[Any]:
+        column: ColumnElement[Any] = getattr(self.model, self._info.pk_attr)
+        return column
+
+    @property
+    def _soft_attr(self) -> str:
+        if self._soft_delete_attr is None:
+            raise ConfigurationError(
+                f"{self.model.__name__} has no soft-delete column; "
+                "pass soft_delete=False to delete permanently"
+            )
+        return self._soft_delete_attr
+
+    def _resolve_soft(self, soft_delete: bool | None) -> bool:
+        if soft_delete is None:
+            return self.supports_soft_delete
+        if soft_delete:
+            _ = self._soft_attr  # raises with a clear message when unsupported
+        return soft_delete
+
+    def _now(self) -> dt.datetime:
+        column = self._info.columns[self._soft_attr]
+        now = dt.datetime.now(dt.UTC)
+        timezone_aware = getattr(column.type, "timezone", False)
+        return now if timezone_aware else now.replace(tzinfo=None)
+
+    def _where(self, filters: Filters) -> ColumnElement[bool]:
+        return build_filters(self._info, filters)
+
+    def _condition(self, filters: Filters, include_deleted: bool) -> ColumnElement[bool]:
+        if not isinstance(filters, Mapping):
+            raise TypeError(
+                f"filters must be a mapping of field__lookup to value, got {type(filters).__name__}"
+            )
+        condition = self._where(filters)
+        if self._hides_deleted(filters, include_deleted):
+            condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
+        return condition
+
+    def _hides_deleted(self, filters: Filters, include_deleted: bool) -> bool:
+        # Naming the soft-delete column in a filter means the caller is asking about
+        # deleted rows themselves (the guide's cleanup: deleted_at__lt + __isnotnull).
+        return (
+            self._soft_delete_attr is not None
+            and not include_deleted
+            and self._soft_delete_attr not in filtered_attrs(self._info, filters)
+        )
+
+    def _hide_deleted(
+        self, query: Select[Any], filters: Filters, include_deleted: bool
+    ) -> Select[Any]:
+        if self._hides_deleted(filters, include_deleted):
+            return query.where(getattr(self.model, self._soft_attr).is_(None))
+        return query
+
+    async def _bulk_engine(self) -> BulkEngine:
+        dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect
+        if dialect.server_version_info is None:
+            # Some capabilities (MariaDB's RETURNING) are known only once connected.
+            await self.session.connection()
+        return BulkEngine(self.session, self._info, self._preparer, insert_strategy_for(dialect))
+
+    def _writing(self) -> Any:
+        return _Writing(self.session)
+
+    def _emit(self, kind: EventType, ids: Sequence[Any], data: Sequence[Mapping[str, Any]]) -> None:
+        event = RepositoryEvent(kind, self.model, tuple(ids), tuple(data))
+        after_commit(self.session, lambda: self.event_bus.publish(event))
+
+    def _batch_emitter(self, kind: EventType, enabled: bool, *, with_rows: bool) -> Any:
+        if not enabled:
+            return None
+
+        def on_batch(ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+            event = RepositoryEvent(
+                kind, self.model, tuple(ids), tuple(rows) if with_rows else (), bulk=True
+            )
+            after_commit(self.session, lambda: self.event_bus.publish(event))
+
+        return on_batch
+
+    async def _fresh(self, instance: ModelT) -> ModelT:
+        # A commit expires instances when the session has expire_on_commit=True; reload now
+        # so callers never trigger lazy IO outside the greenlet.
+        if sa_inspect(instance).expired:
+            await self.session.refresh(instance)
+        return instance
+
+    async def _scalar(self, query: Any) -> Any:
+        try:
+            return (await self.session.execute(query)).scalar_one_or_none()
+        except sa_exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    async def _scalars(self, query: Any) -> builtins.list[Any]:
+        try:
+            return list((await self.session.execute(query)).scalars())
+        except sa_exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+
+class _Writing:
+    """``atomic()`` with database errors translated once, at this boundary."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._unit = atomic(session)
+
+    async def __aenter__(self) -> None:
+        try:
+            await self._unit.__aenter__()
+        except sa_exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        try:
+            return await self._unit.__aexit__(*exc_info)
+        except sa_exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+
+def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    if filters is not None and not isinstance(filters, Mapping):
+        raise TypeError(f"filters must be a mapping, got {type(filters).__name__}")
+    return {**(filters or {}), **filter_kwargs}
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _concrete(arg: Any) -> type[Any] | None:
+    return arg if isinstance(arg, type) else None

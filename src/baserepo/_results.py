@@ -1,0 +1,83 @@
+"""What a bulk operation reports back: counts, ids in input order and every failure."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["BulkOperationResult", "FailureKind", "RecordFailure"]
+
+
+class FailureKind(enum.StrEnum):
+    """Why a record of a bulk call was not written."""
+
+    CONFLICT = "conflict"
+    """Skipped: a unique constraint already holds its key (``ignore_conflicts=True``)."""
+    VALIDATION = "validation"
+    """Refused before reaching the database: unknown column, wrong type, missing field."""
+    INTEGRITY = "integrity"
+    """The database refused it: unique, not-null, foreign-key or check constraint."""
+    DATABASE = "database"
+    """Any other database error (value out of range, malformed data...)."""
+    BATCH_ROLLED_BACK = "batch_rolled_back"
+    """Valid itself, but its batch was rolled back because another record in it failed."""
+    UNAVAILABLE = "unavailable"
+    """Not attempted: the database became unreachable during the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """One record (or, for update/delete, one batch of rows) that was not written."""
+
+    index: int | None
+    """Position of the record in the input (``None`` for a batch of update/delete rows)."""
+    kind: FailureKind
+    """What went wrong, as a stable machine-readable value."""
+    message: str
+    """The human-readable reason, with the database's own message where there is one."""
+    ids: tuple[Any, ...] = ()
+    """Primary keys involved, for update/delete batches."""
+    record: Mapping[str, Any] | None = None
+    """The input record as the repository saw it, so it can be retried."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOperationResult:
+    """The outcome of ``bulk_create``, ``bulk_update`` or ``bulk_delete``.
+
+    For ``bulk_create``, every input record is accounted for exactly once:
+    ``success_count + error_count == len(input)``, ``created_ids`` follows input order, and
+    each record not created appears in ``failures`` (and as a string in ``errors``).
+    For ``bulk_update``/``bulk_delete``, ``success_count`` is the number of rows changed and
+    ``affected_ids`` lists them.
+    """
+
+    success_count: int = 0
+    """Records created, or rows updated/deleted."""
+    error_count: int = 0
+    """Records (or rows) that were not written: skipped conflicts included."""
+    created_ids: list[Any] = field(default_factory=list)
+    """Primary keys of the created rows, in input order."""
+    errors: list[str] = field(default_factory=list)
+    """One readable line per failure, as ``failures`` but as strings."""
+    failures: list[RecordFailure] = field(default_factory=list)
+    """Structured detail of every failure: input index, kind, message."""
+    affected_ids: list[Any] = field(default_factory=list)
+    """Primary keys of the rows changed by ``bulk_update``/``bulk_delete``."""
+
+    @property
+    def total(self) -> int:
+        """Records (or rows) looked at: ``success_count + error_count``."""
+        return self.success_count + self.error_count
+
+    @property
+    def conflicts(self) -> list[RecordFailure]:
+        """The failures that are skipped unique conflicts."""
+        return [f for f in self.failures if f.kind is FailureKind.CONFLICT]
