@@ -3,7 +3,8 @@
 ``LIKE`` wildcards in values are escaped (SQLAlchemy's ``autoescape``, escape character
 ``/``), so ``email__startswith="test_"`` matches only a literal underscore. On MySQL/MariaDB
 the case-sensitive text lookups compare in binary, as Django does, because the default
-collations there ignore case.
+collations there ignore case. On SQLite, whose ``LIKE`` ignores ASCII case whatever the
+collation, they are rendered with ``GLOB`` instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, true
+from sqlalchemy import Boolean, ColumnElement, and_, func, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -42,13 +43,49 @@ def _compile_plain(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) ->
     return str(compiler.process(element.clauses, **kw))
 
 
-@compiles(_CaseSensitive, "mysql")
+# A "mariadb://" URL gives a dialect named "mariadb", and @compiles dispatches on the exact
+# name: without it BINARY was silently dropped and these lookups ignored case there.
+@compiles(_CaseSensitive, "mysql", "mariadb")
 def _compile_binary(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
     return f"BINARY {compiler.process(element.clauses, **kw)}"
 
 
 def _cs(column: Column) -> Column:
     return _CaseSensitive(column)
+
+
+class _CaseSensitiveMatch(FunctionElement[bool]):
+    """(LIKE match, equivalent GLOB match): the LIKE everywhere but SQLite, the GLOB there.
+
+    SQLite's LIKE ignores ASCII case whatever the collation, so BINARY cannot help; its GLOB
+    is case-sensitive. Both are built up front so the construct caches like any other.
+    """
+
+    name = "baserepo_case_sensitive_match"
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: never rendered as "<match> = 1"
+
+
+@compiles(_CaseSensitiveMatch)
+def _compile_like(element: _CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    like, _glob = element.clauses.clauses
+    return str(compiler.process(like, **kw))
+
+
+@compiles(_CaseSensitiveMatch, "sqlite")
+def _compile_glob(element: _CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    _like, glob = element.clauses.clauses
+    return str(compiler.process(glob, **kw))
+
+
+# GLOB has no ESCAPE clause: a special character is made literal as a one-character class.
+_GLOB_LITERAL = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]"})
+_GLOB_FROM_LIKE = str.maketrans({"*": "[*]", "?": "[?]", "[": "[[]", "%": "*", "_": "?"})
+
+
+def _glob(value: str) -> str:
+    return value.translate(_GLOB_LITERAL)
 
 
 def _sequence(key: str, value: Any) -> list[Any]:
@@ -111,10 +148,17 @@ def _between(key: str, col: Column, value: Any) -> Condition:
     return col.between(_not_none(key, low), _not_none(key, high))
 
 
-def _like(case_sensitive: bool, build: Callable[[Column, str], Condition]) -> Any:
+def _like(
+    build: Callable[[Column, str], Condition], glob: Callable[[str], str] | None = None
+) -> Any:
+    """A LIKE-family lookup; ``glob`` (value -> GLOB pattern) makes it case-sensitive."""
+
     def lookup(key: str, col: Column, value: Any) -> Condition:
-        target = _cs(col) if case_sensitive else col
-        return build(target, _text(key, value))
+        text = _text(key, value)
+        if glob is None:
+            return build(col, text)
+        glob_match = col.op("GLOB", is_comparison=True)(glob(text))
+        return _CaseSensitiveMatch(build(_cs(col), text), glob_match)
 
     return lookup
 
@@ -134,14 +178,14 @@ LOOKUPS: dict[str, LookupFn] = {
     "range": _between,
     "isnull": _isnull,
     "isnotnull": _isnotnull,
-    "startswith": _like(True, lambda c, v: c.startswith(v, autoescape=True)),
-    "istartswith": _like(False, lambda c, v: c.istartswith(v, autoescape=True)),
-    "endswith": _like(True, lambda c, v: c.endswith(v, autoescape=True)),
-    "iendswith": _like(False, lambda c, v: c.iendswith(v, autoescape=True)),
-    "contains": _like(True, lambda c, v: c.contains(v, autoescape=True)),
-    "icontains": _like(False, lambda c, v: c.icontains(v, autoescape=True)),
-    "like": _like(True, lambda c, v: c.like(v)),
-    "ilike": _like(False, lambda c, v: c.ilike(v)),
+    "startswith": _like(lambda c, v: c.startswith(v, autoescape=True), lambda v: f"{_glob(v)}*"),
+    "istartswith": _like(lambda c, v: c.istartswith(v, autoescape=True)),
+    "endswith": _like(lambda c, v: c.endswith(v, autoescape=True), lambda v: f"*{_glob(v)}"),
+    "iendswith": _like(lambda c, v: c.iendswith(v, autoescape=True)),
+    "contains": _like(lambda c, v: c.contains(v, autoescape=True), lambda v: f"*{_glob(v)}*"),
+    "icontains": _like(lambda c, v: c.icontains(v, autoescape=True)),
+    "like": _like(lambda c, v: c.like(v), lambda v: v.translate(_GLOB_FROM_LIKE)),
+    "ilike": _like(lambda c, v: c.ilike(v)),
 }
 """Every supported lookup; a key without ``__lookup`` means ``exact``."""
 

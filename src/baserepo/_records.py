@@ -33,7 +33,7 @@ def to_mapping(
     ``partial`` (updates) keeps only the fields a pydantic model was given explicitly, so an
     update schema with all-optional fields changes only what the caller set.
     """
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # the exact check skips an ABC lookup
         return dict(obj)
     dump = getattr(obj, "model_dump", None)
     if callable(dump) and hasattr(type(obj), "model_fields"):
@@ -162,9 +162,9 @@ def _check_for(column: Column[Any]) -> Check:
     if isinstance(sql_type, types.String):
         return _string_check(sql_type.length)
     if isinstance(sql_type, types.Integer):
-        return _expect(int, refuse=(bool,))
+        return _integer_check(sql_type)
     if isinstance(sql_type, types.Numeric):
-        return _expect(int, float, decimal.Decimal, refuse=(bool,))
+        return _numeric_check(sql_type)
     if isinstance(sql_type, types.DateTime):
         return _expect(dt.datetime)
     if isinstance(sql_type, types.Date):
@@ -178,6 +178,50 @@ def _check_for(column: Column[Any]) -> Check:
     if isinstance(sql_type, types._Binary):
         return _expect(bytes, bytearray, memoryview)
     return lambda _value: None
+
+
+# Out-of-range numbers are refused here, not left to the database: MariaDB's INSERT IGNORE
+# (ignore_conflicts) downgrades the error to a warning and silently stores the nearest value.
+def _integer_check(sql_type: types.Integer) -> Check:
+    bits = (
+        16
+        if isinstance(sql_type, types.SmallInteger)
+        else 64
+        if isinstance(sql_type, types.BigInteger)
+        else 32
+    )
+    if getattr(sql_type, "unsigned", False):  # MySQL's INTEGER(unsigned=True)
+        low, high = 0, 2**bits - 1
+    else:
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    is_int = _expect(int, refuse=(bool,))
+
+    def check(value: Any) -> str | None:
+        why = is_int(value)
+        if why is None and not low <= value <= high:
+            why = f"{value} is out of range for the column ({low} to {high})"
+        return why
+
+    return check
+
+
+def _numeric_check(sql_type: types.Numeric[Any]) -> Check:
+    is_number = _expect(int, float, decimal.Decimal, refuse=(bool,))
+    precision, scale = sql_type.precision, sql_type.scale
+    if isinstance(sql_type, types.Float) or precision is None:
+        return is_number  # Float's precision counts bits; no fixed bound to check
+    limit = decimal.Decimal(10) ** (precision - (scale or 0))
+
+    def check(value: Any) -> str | None:
+        why = is_number(value)
+        if why is None:
+            number = decimal.Decimal(str(value)) if isinstance(value, float) else value
+            # Rounded to the column's scale first, as the database stores it.
+            if decimal.Decimal(number).is_finite() and abs(round(number, scale or 0)) >= limit:
+                why = f"{value} does not fit NUMERIC({precision}, {scale or 0})"
+        return why
+
+    return check
 
 
 def _string_check(length: int | None) -> Check:

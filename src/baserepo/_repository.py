@@ -446,9 +446,15 @@ class _Writing:
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         try:
-            return await self._unit.__aexit__(*exc_info)
+            suppressed = await self._unit.__aexit__(*exc_info)
         except sa_exc.SQLAlchemyError as error:
             raise translate(error) from error
+        # An error raised by the block itself (a flush refused by a unique constraint) has
+        # just been rolled back above; atomic() re-raises it unchanged, so translate it here.
+        raised = exc_info[1]
+        if not suppressed and isinstance(raised, sa_exc.SQLAlchemyError):
+            raise translate(raised) from raised
+        return suppressed
 
 
 def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[str, Any]:

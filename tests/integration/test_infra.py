@@ -46,8 +46,3 @@ async def test_count_queries_sees_an_already_open_connection(
             await session.execute(text("SELECT 3"))
     # The SAVEPOINT and its RELEASE are recorded but not counted.
     assert (log.count, len(log.statements)) == (3, 5), log.statements
-
-
-@pytest.mark.requires("update_returning")
-async def test_requires_marker_gates_on_dialect_capability(engine: AsyncEngine) -> None:
-    assert engine.dialect.update_returning

@@ -9,11 +9,13 @@ from ._insert import InsertStrategy
 from .engine import BulkEngine
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Dialect
 
 __all__ = ["BulkEngine", "InsertStrategy", "insert_strategy_for"]
 
-_STRATEGIES = {
+_STRATEGIES: dict[str, Callable[[], InsertStrategy]] = {
     "postgresql": postgresql.insert_strategy,
     "sqlite": sqlite.insert_strategy,
     "mysql": mysql.insert_strategy,

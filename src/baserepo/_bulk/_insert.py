@@ -2,7 +2,13 @@
 
 Every strategy returns a list aligned with its input rows: the new primary key, or ``None``
 for a row skipped as a unique conflict. Rows are grouped by their key set because one
-multi-row statement needs the same columns in every row.
+statement needs the same columns in every row.
+
+Ids are matched to input rows either because we knew them beforehand (keys given in the
+records, or a Python-side default evaluated up front) or because the database hands out
+increasing integer keys in row order within one statement, the same guarantee SQLAlchemy's
+``sort_by_parameter_order`` relies on. With ``ignore_conflicts`` some rows are missing from
+RETURNING; they are found by matching inserted rows back on their unique columns.
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ if TYPE_CHECKING:
 
     from .._model import ModelInfo
 
-__all__ = ["InsertStrategy", "MultiValuesInsert", "Row"]
+__all__ = [
+    "ExecutemanyInsert",
+    "InsertStrategy",
+    "Row",
+    "align_returned",
+    "fill_client_side_keys",
+    "group_by_keys",
+    "match_keys",
+]
 
 Row = dict[str, Any]
 
@@ -29,33 +43,35 @@ class InsertStrategy(Protocol):
     """How one dialect inserts a batch and returns ids aligned with the input rows."""
 
     max_parameters: int
+    """Bind parameters one statement may carry; batches are clamped to fit."""
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
     ) -> list[Any | None]: ...
 
 
-class MultiValuesInsert:
-    """One ``INSERT ... VALUES (...), (...) RETURNING`` statement per key set.
-
-    Ids come back in input order because we either knew them beforehand (client-side keys)
-    or the database hands out increasing integers in row order within one statement, which
-    is the same guarantee SQLAlchemy's ``sort_by_parameter_order`` relies on.
-    """
+class ExecutemanyInsert:
+    """SQLAlchemy's "insertmanyvalues": one cached statement, the rows as parameters."""
 
     def __init__(
         self,
         max_parameters: int,
         ignoring_insert: Callable[[Table], Insert],
+        *,
+        keys_follow_row_order: bool = False,
     ) -> None:
         self.max_parameters = max_parameters
         self._ignoring_insert = ignoring_insert
+        # SQLite and MariaDB give autoincrement keys in row order within one multi-row
+        # INSERT; asking SQLAlchemy for sort_by_parameter_order there would make it fall
+        # back to one statement per row, so we sort the keys ourselves instead.
+        self._keys_follow_row_order = keys_follow_row_order
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
     ) -> list[Any | None]:
         ids: list[Any | None] = [None] * len(rows)
-        for positions, group in _group_by_keys(rows):
+        for positions, group in group_by_keys(rows):
             group_ids = await self._insert_group(session, info, group, ignore_conflicts)
             for position, new_id in zip(positions, group_ids, strict=True):
                 ids[position] = new_id
@@ -65,47 +81,93 @@ class MultiValuesInsert:
         self, session: AsyncSession, info: ModelInfo, rows: list[Row], ignore_conflicts: bool
     ) -> list[Any | None]:
         table = info.table
-        pk_key = info.column_keys[info.pk_attr]
-        pk_known = all(pk_key in row for row in rows) or _fill_client_side_keys(info, rows)
-        if not pk_known and not info.pk_is_autoincrement:
-            raise ConfigurationError(
-                f"{info.model.__name__}: bulk_create needs an integer autoincrement primary key "
-                "or one given in each record (or a Python-side default)"
-            )
-        match_keys = (
-            [k for k in _match_keys(info, rows[0]) if k != pk_key] if ignore_conflicts else []
+        pk_known = keys_are_known(info, rows)
+        pk = table.c[info.column_keys[info.pk_attr]]
+        if not ignore_conflicts and not self._keys_follow_row_order:
+            statement = insert(table).returning(pk, sort_by_parameter_order=True)
+            return [r[0] for r in await session.execute(statement, rows)]
+        matched = match_keys(info, rows[0]) if ignore_conflicts else []
+        plain_or_ignoring = self._ignoring_insert(table) if ignore_conflicts else insert(table)
+        statement = plain_or_ignoring.returning(pk, *(table.c[k] for k in matched))
+        returned = [tuple(r) for r in await session.execute(statement, rows)]
+        return align_returned(info, rows, returned, matched, pk_known=pk_known)
+
+
+def keys_are_known(info: ModelInfo, rows: list[Row]) -> bool:
+    """True when every row carries its key; raises when ids could not be matched at all."""
+    pk_key = info.column_keys[info.pk_attr]
+    if all(pk_key in row for row in rows) or fill_client_side_keys(info, rows):
+        return True
+    if not info.pk_is_autoincrement:
+        raise ConfigurationError(
+            f"{info.model.__name__}: bulk_create needs an integer autoincrement primary key, "
+            "a key given in each record, or a Python-side default for the key"
         )
-        statement = self._ignoring_insert(table) if ignore_conflicts else insert(table)
-        returned_columns = [table.c[pk_key], *(table.c[k] for k in match_keys)]
-        result = await session.execute(statement.values(rows).returning(*returned_columns))
-        returned = [tuple(r) for r in result.all()]
-
-        if pk_known:
-            if len(returned) == len(rows):
-                return [row[pk_key] for row in rows]
-            return _align_unordered(rows, returned, [pk_key, *match_keys])
-        returned.sort(key=lambda r: r[0])
-        if len(returned) == len(rows):
-            return [r[0] for r in returned]
-        return _align_by_unique_values(rows, returned, [pk_key, *match_keys])
+    return False
 
 
-def _fill_client_side_keys(info: ModelInfo, rows: list[Row]) -> bool:
+def fill_client_side_keys(info: ModelInfo, rows: list[Row]) -> bool:
     """Compute Python-side primary key defaults (``default=uuid.uuid4``) up front."""
     default = info.pk_column.default
     if default is None or not (default.is_scalar or default.is_callable):
         return False
     pk_key = info.column_keys[info.pk_attr]
+    value = default.arg  # type: ignore[attr-defined]
     for row in rows:
         if pk_key not in row:
-            row[pk_key] = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+            row[pk_key] = value(None) if default.is_callable else value
     return True
+
+
+def group_by_keys(rows: Sequence[Row]) -> list[tuple[list[int], list[Row]]]:
+    groups: dict[frozenset[str], tuple[list[int], list[Row]]] = {}
+    for position, row in enumerate(rows):
+        positions, members = groups.setdefault(frozenset(row), ([], []))
+        positions.append(position)
+        members.append(row)
+    return list(groups.values())
+
+
+def match_keys(info: ModelInfo, sample: Row) -> list[str]:
+    """Column keys besides the primary key that decide a conflict and that the rows carry."""
+    pk_key = info.column_keys[info.pk_attr]
+    keys: list[str] = []
+    for group in info.unique_groups:
+        for attr in group:
+            key = info.column_keys[attr]
+            if key in sample and key != pk_key and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def align_returned(
+    info: ModelInfo,
+    rows: list[Row],
+    returned: list[tuple[Any, ...]],
+    matched: list[str],
+    *,
+    pk_known: bool,
+) -> list[Any | None]:
+    """Ids aligned with ``rows`` from RETURNING ``(pk, *matched)`` rows of the inserted ones."""
+    pk_key = info.column_keys[info.pk_attr]
+    if pk_known:
+        if len(returned) == len(rows):
+            return [row[pk_key] for row in rows]
+        return _align_unordered(rows, returned, [pk_key, *matched])
+    returned.sort(key=lambda r: r[0])
+    if len(returned) == len(rows):
+        return [r[0] for r in returned]
+    return _align_in_order(rows, returned, matched)
 
 
 def _align_unordered(
     rows: list[Row], returned: list[tuple[Any, ...]], keys: list[str]
 ) -> list[Any | None]:
-    """Match inserted rows, in any order, to the first input row with the same unique values."""
+    """Match inserted rows, in any order, to the first input row with the same unique values.
+
+    Two input rows equal on every unique column can't both be inserted, and the first one
+    wins, so "first unmatched row with these values" is exact.
+    """
     waiting: dict[tuple[Any, ...], list[int]] = {}
     for position, row in enumerate(rows):
         waiting.setdefault(tuple(row[k] for k in keys), []).append(position)
@@ -118,41 +180,18 @@ def _align_unordered(
     return ids
 
 
-def _group_by_keys(rows: Sequence[Row]) -> list[tuple[list[int], list[Row]]]:
-    groups: dict[frozenset[str], tuple[list[int], list[Row]]] = {}
-    for position, row in enumerate(rows):
-        positions, members = groups.setdefault(frozenset(row), ([], []))
-        positions.append(position)
-        members.append(row)
-    return list(groups.values())
-
-
-def _match_keys(info: ModelInfo, sample: Row) -> list[str]:
-    """Column keys that decide a conflict: every unique-constrained column the rows carry."""
-    keys: list[str] = []
-    for group in info.unique_groups:
-        for attr in group:
-            key = info.column_keys[attr]
-            if key in sample and key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _align_by_unique_values(
-    rows: list[Row], returned: list[tuple[Any, ...]], keys: list[str]
+def _align_in_order(
+    rows: list[Row], returned: list[tuple[Any, ...]], matched: list[str]
 ) -> list[Any | None]:
-    """Walk input and inserted rows (both in insertion order) side by side.
+    """Walk input rows and inserted rows (both in insertion order) side by side.
 
-    A skipped row is one whose unique values the next inserted row does not carry. Two
-    input rows equal on every unique column can't both be inserted, and the first wins, so
-    the greedy walk is exact.
+    A skipped row is one whose unique values the next inserted row does not carry.
     """
-    compared = keys[1:]
     ids: list[Any | None] = []
     cursor = 0
     for row in rows:
         if cursor < len(returned) and all(
-            returned[cursor][i + 1] == row[key] for i, key in enumerate(compared)
+            returned[cursor][i + 1] == row[key] for i, key in enumerate(matched)
         ):
             ids.append(returned[cursor][0])
             cursor += 1

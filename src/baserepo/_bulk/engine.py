@@ -194,8 +194,10 @@ class BulkEngine:
                 failure = RecordFailure(
                     index,
                     FailureKind.BATCH_ROLLED_BACK,
+                    # The culprit's reason is not repeated here: the guide counts conflicts
+                    # with `"unique" in error.lower()`, and innocent records must not match.
                     f"record {index}: not written, its batch ({span}) was rolled back "
-                    f"because record {positions[culprit]} failed: {reason}",
+                    f"because record {positions[culprit]} failed (retry it alone)",
                     record=row,
                 )
             tally.fail(failure)
@@ -307,7 +309,8 @@ class BulkEngine:
                 tally.success_count += len(ids)
                 tally.affected_ids.extend(ids)
             last_pk = ids[-1]
-            await _report(progress, tally.success_count + len(tally.failures))
+            # Rows handled, not batches: a failed batch counts every row it held.
+            await _report(progress, tally.success_count + sum(len(f.ids) for f in tally.failures))
         return tally.result()
 
 

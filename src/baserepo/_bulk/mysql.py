@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Insert, Table, insert
 
-from ._insert import MultiValuesInsert
+from ._insert import ExecutemanyInsert
 
 MAX_PARAMETERS = 60_000
 
@@ -19,5 +19,5 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
     return insert(table).prefix_with("IGNORE", dialect="mysql")
 
 
-def insert_strategy() -> MultiValuesInsert:
-    return MultiValuesInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
+def insert_strategy() -> ExecutemanyInsert:
+    return ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True)

@@ -1,23 +1,166 @@
-"""PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING`` for skipped conflicts."""
+"""PostgreSQL: the whole batch as one array parameter per column.
+
+``INSERT INTO t (a, b) SELECT a, b FROM unnest($1::a_type[], $2::b_type[]) WITH ORDINALITY
+... ORDER BY ordinality RETURNING id`` sends a batch as N arrays instead of N x rows scalars,
+and its SQL is the same for every batch of the same columns, so SQLAlchemy compiles it once.
+``ORDER BY ordinality`` makes the sequence hand out ids in input order, as SQLAlchemy's own
+``sort_by_parameter_order`` does. Column types that asyncpg cannot send as arrays without
+help (JSON, ARRAY, enums, custom TypeDecorators) fall back to SQLAlchemy's executemany.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
 from sqlalchemy.dialects import postgresql
 
-from ._insert import MultiValuesInsert
+from ._insert import (
+    ExecutemanyInsert,
+    align_returned,
+    group_by_keys,
+    keys_are_known,
+    match_keys,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy import Insert, Table
+    from collections.abc import Callable
+    from collections.abc import Sequence as Seq
 
-# asyncpg refuses more than 32767 bind parameters in one statement.
+    from sqlalchemy import Column
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from .._model import ModelInfo
+    from ._insert import Row
+
+__all__ = ["UnnestInsert", "insert_strategy"]
+
+# asyncpg refuses more than 32767 bind parameters in one statement (executemany fallback).
 MAX_PARAMETERS = 32_000
+
+_ARRAY_SAFE = (
+    types.Integer,
+    types.String,
+    types.Boolean,
+    types.Float,
+    types.Numeric,
+    types.DateTime,
+    types.Date,
+    types.Time,
+    types.Interval,
+    types.Uuid,
+    types.LargeBinary,
+)
+_NOT_ARRAY_SAFE = (types.TypeDecorator, types.Enum, types.JSON, types.ARRAY, types.PickleType)
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
     return postgresql.insert(table).on_conflict_do_nothing()
 
 
-def insert_strategy() -> MultiValuesInsert:
-    return MultiValuesInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
+class UnnestInsert:
+    """``INSERT ... SELECT FROM unnest(arrays)``; executemany for tables it cannot serve."""
+
+    def __init__(self) -> None:
+        self.max_parameters = MAX_PARAMETERS
+        self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
+        self._defaults: dict[Table, dict[str, Callable[[], Any]] | None] = {}
+
+    async def insert(
+        self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
+    ) -> list[Any | None]:
+        defaults = self._python_defaults(info)
+        if defaults is None:
+            return await self._fallback.insert(
+                session, info, rows, ignore_conflicts=ignore_conflicts
+            )
+        ids: list[Any | None] = [None] * len(rows)
+        for positions, group in group_by_keys(rows):
+            group_ids = await self._insert_group(session, info, group, defaults, ignore_conflicts)
+            for position, new_id in zip(positions, group_ids, strict=True):
+                ids[position] = new_id
+        return ids
+
+    async def _insert_group(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: list[Row],
+        defaults: dict[str, Callable[[], Any]],
+        ignore_conflicts: bool,
+    ) -> list[Any | None]:
+        table = info.table
+        pk_known = keys_are_known(info, rows)
+        given = list(rows[0])
+        # Python-side defaults (default=utcnow) are SQLAlchemy's job in a VALUES insert;
+        # with arrays we fill them ourselves, once per row, as SQLAlchemy would.
+        filled = [key for key in defaults if key not in rows[0]]
+        keys = given + filled
+        arrays: dict[str, list[Any]] = {key: [row[key] for row in rows] for key in given}
+        for key in filled:
+            make = defaults[key]
+            arrays[key] = [make() for _ in rows]
+
+        matched = match_keys(info, rows[0]) if ignore_conflicts else []
+        statement = _unnest_insert(table, keys, info.column_keys[info.pk_attr], matched)
+        if ignore_conflicts:
+            statement = statement.on_conflict_do_nothing()
+        params = {f"p{i}": arrays[key] for i, key in enumerate(keys)}
+        returned = [tuple(r) for r in await session.execute(statement, params)]
+        return align_returned(info, rows, returned, matched, pk_known=pk_known)
+
+    def _python_defaults(self, info: ModelInfo) -> dict[str, Callable[[], Any]] | None:
+        """Column key -> value maker, or None when this table needs the fallback."""
+        table = info.table
+        if table not in self._defaults:
+            self._defaults[table] = _defaults_or_none(table)
+        return self._defaults[table]
+
+
+def _defaults_or_none(table: Table) -> dict[str, Callable[[], Any]] | None:
+    makers: dict[str, Callable[[], Any]] = {}
+    for column in table.columns:
+        if isinstance(column.type, _NOT_ARRAY_SAFE) or not isinstance(column.type, _ARRAY_SAFE):
+            return None
+        default = column.default
+        if default is None:
+            continue
+        if isinstance(default, Sequence) or not (default.is_scalar or default.is_callable):
+            return None
+        maker = _maker(default.arg, callable_=default.is_callable)  # type: ignore[attr-defined]
+        try:
+            maker()
+        except TypeError:
+            return None  # a context-sensitive default: only SQLAlchemy can evaluate it
+        makers[column.key] = maker
+    return makers
+
+
+def _maker(arg: Any, *, callable_: bool) -> Callable[[], Any]:
+    if callable_:
+        return lambda: arg(None)
+    return lambda: arg
+
+
+def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str]) -> Any:
+    columns: list[Column[Any]] = [table.c[key] for key in keys]
+    arrays = [
+        cast(bindparam(f"p{i}", type_=postgresql.ARRAY(c.type)), postgresql.ARRAY(c.type))
+        for i, c in enumerate(columns)
+    ]
+    source = (
+        func.unnest(*arrays)
+        .table_valued(*keys, with_ordinality="baserepo_ord", name="baserepo_src")
+        .render_derived()
+    )
+    rows = select(*(source.c[key] for key in keys)).order_by(source.c.baserepo_ord)
+    returning = [table.c[pk_key], *(table.c[k] for k in matched)]
+    return (
+        postgresql.insert(table)
+        .from_select(keys, rows, include_defaults=False)
+        .returning(*returning)
+    )
+
+
+def insert_strategy() -> UnnestInsert:
+    return UnnestInsert()

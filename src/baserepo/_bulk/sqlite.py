@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects import sqlite
 
-from ._insert import MultiValuesInsert
+from ._insert import ExecutemanyInsert
 
 if TYPE_CHECKING:
     from sqlalchemy import Insert, Table
@@ -19,5 +19,5 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def insert_strategy() -> MultiValuesInsert:
-    return MultiValuesInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
+def insert_strategy() -> ExecutemanyInsert:
+    return ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True)
