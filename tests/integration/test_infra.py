@@ -1,6 +1,5 @@
 """The shared fixtures themselves work on every backend."""
 
-import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
