@@ -5,6 +5,9 @@ Backends are chosen with ``BASEREPO_TEST_DATABASES`` (comma list of ``sqlite``, 
 test that needs it, naming the URL: it is never skipped. ``BASEREPO_TEST_<BACKEND>_URL`` points a
 backend at another server.
 
+Each run gets server databases of its own (``baserepo_test_<pid>``), dropped at the end, so two
+runs on one machine never drop each other's tables.
+
 Fixtures: ``db_url`` (parametrised, ids = backend names), ``engine`` (one per backend and session),
 ``tables`` (fresh schema of ``tests.models`` for each test), ``session``, ``session_factory`` and
 ``count_queries``. ``@pytest.mark.requires("insert_returning", ...)`` runs a test only where the
@@ -65,7 +68,30 @@ def _url_for(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         return override
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'baserepo_test.db'}"
-    return DEFAULT_URLS[backend]
+    # A database of its own per run: two runs sharing one would drop each other's tables.
+    url = make_url(DEFAULT_URLS[backend])
+    return url.set(database=f"{url.database}_{os.getpid()}").render_as_string(hide_password=False)
+
+
+def _admin(url: str) -> tuple[AsyncEngine, str]:
+    """An AUTOCOMMIT engine on the server's maintenance database, and the test database's name."""
+    parsed = make_url(url)
+    maintenance = "postgres" if parsed.get_backend_name() == "postgresql" else ""
+    admin = create_async_engine(parsed.set(database=maintenance), isolation_level="AUTOCOMMIT")
+    return admin, str(parsed.database)
+
+
+async def _drop_database(url: str) -> None:
+    if make_url(url).get_backend_name() == "sqlite":
+        return
+    admin, name = _admin(url)
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+    finally:
+        await admin.dispose()
 
 
 async def _ensure_database(url: str) -> None:
@@ -73,14 +99,11 @@ async def _ensure_database(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return  # the file is created on first connect
-    name = parsed.database
     if parsed.get_backend_name() == "postgresql":
-        admin_url = parsed.set(database="postgres")
         exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
     else:
-        admin_url = parsed.set(database="")
         exists_sql = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin, name = _admin(url)
     try:
         async with admin.connect() as conn:
             exists = await conn.scalar(text(exists_sql), {"name": name})
@@ -92,7 +115,9 @@ async def _ensure_database(url: str) -> None:
 
 
 @pytest.fixture(scope="session", params=[b for b in DEFAULT_URLS if b in _requested_backends()])
-async def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+async def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     """URL of one requested backend, its test database created; fails if it is unreachable."""
     url = _url_for(request.param, tmp_path_factory)
     try:
@@ -100,7 +125,10 @@ async def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     else:
-        return url
+        yield url
+        if not os.environ.get(f"BASEREPO_TEST_{request.param.upper()}_URL"):
+            await _drop_database(url)
+        return
     pytest.fail(
         f"{request.param} backend unreachable at {make_url(url)!r}: {error}\n"
         "Start it (./dev test starts local services) or leave it out of BASEREPO_TEST_DATABASES.",
