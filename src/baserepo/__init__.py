@@ -5,6 +5,17 @@ from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default
 from ._lookups import LOOKUPS
 from ._repository import DEFAULT_BATCH_SIZE, BaseRepository
 from ._results import BulkOperationResult, FailureKind, RecordFailure
+from .cache import (
+    BreakerState,
+    CacheBackend,
+    CacheConfig,
+    CacheStats,
+    CacheWarmer,
+    CacheWarmingConfig,
+    MemoryBackend,
+    QueryUsage,
+    WarmReport,
+)
 from .exceptions import (
     BaseRepoError,
     ConfigurationError,
@@ -22,7 +33,13 @@ __all__ = [
     "LOOKUPS",
     "BaseRepoError",
     "BaseRepository",
+    "BreakerState",
     "BulkOperationResult",
+    "CacheBackend",
+    "CacheConfig",
+    "CacheStats",
+    "CacheWarmer",
+    "CacheWarmingConfig",
     "ConfigurationError",
     "DatabaseUnavailableError",
     "EventBus",
@@ -31,10 +48,13 @@ __all__ = [
     "FailureKind",
     "IntegrityConflictError",
     "InvalidFilterError",
+    "MemoryBackend",
+    "QueryUsage",
     "RecordFailure",
     "RecordValidationError",
     "RepositoryDatabaseError",
     "RepositoryEvent",
+    "WarmReport",
     "__version__",
     "create_engine",
     "default_event_bus",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import typing
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ._bulk import BulkEngine, insert_strategy_for
 from ._errors import translate
@@ -19,20 +21,22 @@ from ._lookups import build_filters, filtered_attrs
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
 from ._records import RecordPreparer
-from ._transactions import after_commit, atomic
+from ._transactions import after_commit, atomic, mark_written
+from .cache._codec import RowCodec
+from .cache.config import CacheConfig, CacheStats, WarmReport
 from .exceptions import ConfigurationError
 
 if typing.TYPE_CHECKING:
     import builtins
 
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from ._bulk.engine import ProgressCallback
     from ._results import BulkOperationResult
+    from .cache._query_cache import QueryCache
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BaseRepository"]
 
 ModelT = TypeVar("ModelT")
+T = TypeVar("T")
 CreateSchemaT = TypeVar("CreateSchemaT")
 UpdateSchemaT = TypeVar("UpdateSchemaT")
 
@@ -69,15 +73,13 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self,
         model: type[ModelT],
         session: AsyncSession,
-        cache_config: Any = None,
+        cache_config: CacheConfig | None = None,
         *,
         event_bus: EventBus | None = None,
         soft_delete_column: str = "deleted_at",
         create_schema: type[Any] | None = None,
         update_schema: type[Any] | None = None,
     ) -> None:
-        if cache_config is not None:
-            raise ConfigurationError("the query cache is not available in this version")
         self.model = model
         self.session = session
         self.event_bus = event_bus if event_bus is not None else default_event_bus
@@ -85,7 +87,11 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self._soft_delete_attr = self._info.soft_delete_attr(soft_delete_column)
         self._schemas = (create_schema, update_schema)
         self._preparer_cache: RecordPreparer | None = None
-        self._cache_config = cache_config
+        self._soft_delete_column = soft_delete_column
+        self._cache_config: CacheConfig | None = cache_config
+        self._cache: QueryCache | None = (
+            cache_config.query_cache(self._info) if cache_config is not None else None
+        )
 
     # -- introspection -------------------------------------------------------------------
 
@@ -112,23 +118,35 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
     async def get(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
         """The row with primary key ``id``, or None (also when it is soft-deleted)."""
-        query = select(self.model).where(self._pk == id)
-        query = self._hide_deleted(query, {}, include_deleted)
-        found: ModelT | None = await self._scalar(query)
-        return found
+
+        async def load() -> ModelT | None:
+            query = select(self.model).where(self._pk == id)
+            found: ModelT | None = await self._scalar(
+                self._hide_deleted(query, {}, include_deleted)
+            )
+            return found
+
+        spec = {"id": id, "include_deleted": include_deleted}
+        return await self._through_cache("get", spec, load, _ONE)
 
     async def get_many(
         self, ids: Iterable[Any], *, include_deleted: bool = False
     ) -> builtins.list[ModelT]:
-        """Rows for ``ids`` in the order given; missing ids are left out."""
+        """Rows for ``ids`` in the order given; repeated and missing ids are left out."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
-        query = self._hide_deleted(
-            select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
-        )
-        found = {getattr(row, self._info.pk_attr): row for row in await self._scalars(query)}
-        return [found[i] for i in wanted if i in found]
+
+        async def load() -> builtins.list[ModelT]:
+            query = self._hide_deleted(
+                select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
+            )
+            rows = await self._scalars(query)
+            found = {getattr(row, self._info.pk_attr): row for row in rows}
+            return [found[i] for i in wanted if i in found]
+
+        spec = {"ids": wanted, "include_deleted": include_deleted}
+        return await self._through_cache("get_many", spec, load, _ROWS)
 
     async def list(
         self,
@@ -143,15 +161,26 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     ) -> builtins.list[ModelT]:
         """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
         merged = _merge(filters, filter_kwargs)
-        query = self._hide_deleted(
-            select(self.model).where(self._where(merged)), merged, include_deleted
-        )
-        query = query.order_by(*order_clauses(self._info, order_by))
-        if limit is not None:
-            query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
-        return await self._scalars(query)
+        condition = self._where(merged)  # validates the filters before any cache lookup
+        ordering = order_clauses(self._info, order_by)
+
+        async def load() -> builtins.list[ModelT]:
+            query = self._hide_deleted(select(self.model).where(condition), merged, include_deleted)
+            query = query.order_by(*ordering)
+            if limit is not None:
+                query = query.limit(limit)
+            if offset:
+                query = query.offset(offset)
+            return await self._scalars(query)
+
+        spec = {
+            "filters": merged,
+            "limit": limit,
+            "offset": offset,
+            "order_by": [order_by] if isinstance(order_by, str) else order_by,
+            "include_deleted": include_deleted,
+        }
+        return await self._through_cache("list", spec, load, _ROWS)
 
     async def count(
         self,
@@ -161,10 +190,17 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         include_deleted: bool = False,
         **filter_kwargs: Any,
     ) -> int:
+        """How many rows match the filters."""
         merged = _merge(filters, filter_kwargs)
-        query = select(func.count()).select_from(self._info.table).where(self._where(merged))
-        query = self._hide_deleted(query, merged, include_deleted)
-        return int(await self._scalar(query) or 0)
+        condition = self._where(merged)
+
+        async def load() -> int:
+            query = select(func.count()).select_from(self._info.table).where(condition)
+            query = self._hide_deleted(query, merged, include_deleted)
+            return int(await self._scalar(query) or 0)
+
+        spec = {"filters": merged, "include_deleted": include_deleted}
+        return await self._through_cache("count", spec, load, _COUNT)
 
     async def exists(
         self,
@@ -328,6 +364,47 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             progress=progress,
         )
 
+    # -- cache ---------------------------------------------------------------------------
+
+    async def warm_cache(self) -> WarmReport:
+        """Run the popular queries of this model and store their results.
+
+        Each query runs in a short session of its own on the same engine, so warming stores
+        only committed data whatever the state of this repository's session.
+        """
+        if self._cache is None:
+            return WarmReport(self._info.name, 0, 0, 0, 0.0, 0.0)
+        return await self._cache.warm(self._replay)
+
+    async def invalidate_cache(self, pattern: str = "*") -> int:
+        """Delete this model's cached entries matching ``pattern`` (``"list:*"``, ``"get:*"``,
+        ``"*"``); returns how many were deleted. Writes through the repository invalidate by
+        themselves; this is for changes made behind its back."""
+        if self._cache is None:
+            return 0
+        return await self._cache.invalidate_pattern(pattern)
+
+    def cache_stats(self) -> CacheStats | None:
+        """Hits, misses, fills... of this model's cache, or None without a cache."""
+        if self._cache_config is None:
+            return None
+        return self._cache_config.stats(self._info.name)
+
+    async def _replay(self, operation: str, spec: dict[str, Any]) -> None:
+        bind = self.session.bind
+        if not isinstance(bind, AsyncEngine):
+            await _run_query(self, operation, spec)
+            return
+        async with AsyncSession(bind, expire_on_commit=False) as session:
+            replica = type(self)(
+                self.model,
+                session,
+                self._cache_config,
+                event_bus=self.event_bus,
+                soft_delete_column=self._soft_delete_column,
+            )
+            await _run_query(replica, operation, spec)
+
     # -- helpers -------------------------------------------------------------------------
 
     @property
@@ -397,20 +474,50 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return _Writing(self.session)
 
     def _emit(self, kind: EventType, ids: Sequence[Any], data: Sequence[Mapping[str, Any]]) -> None:
+        self._invalidate_after_commit()
         event = RepositoryEvent(kind, self.model, tuple(ids), tuple(data))
         after_commit(self.session, lambda: self.event_bus.publish(event))
 
     def _batch_emitter(self, kind: EventType, enabled: bool, *, with_rows: bool) -> Any:
-        if not enabled:
+        if not enabled and self._cache is None:
             return None
 
         def on_batch(ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+            self._invalidate_after_commit()
+            if not enabled:
+                return
             event = RepositoryEvent(
                 kind, self.model, tuple(ids), tuple(rows) if with_rows else (), bulk=True
             )
             after_commit(self.session, lambda: self.event_bus.publish(event))
 
         return on_batch
+
+    def _invalidate_after_commit(self) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        mark_written(self.session, self.model)
+        # Invalidate after commit, never before: a reader in between would re-cache the old
+        # row. Queued first, so event handlers that read already see fresh data; keyed, so a
+        # transaction that wrote many batches bumps the generation once.
+        after_commit(self.session, cache.invalidate, key=("baserepo.invalidate", self.model))
+
+    async def _through_cache(
+        self,
+        operation: str,
+        spec: dict[str, Any],
+        load: Callable[[], Awaitable[T]],
+        shape: _Shape,
+    ) -> T:
+        cache = self._cache
+        if cache is None:
+            return await load()
+        codec = cache.codec
+        if codec is None:
+            return await load()
+        encode, decode = shape(codec)
+        return await cache.fetch(self.session, operation, spec, load, encode, decode)
 
     async def _fresh(self, instance: ModelT) -> ModelT:
         # A commit expires instances when the session has expire_on_commit=True; reload now
@@ -469,3 +576,52 @@ def _rowcount(result: Any) -> int:
 
 def _concrete(arg: Any) -> type[Any] | None:
     return arg if isinstance(arg, type) else None
+
+
+_Shape = Callable[[RowCodec], tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]
+
+
+def _rows(codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    return codec.encode, codec.decode
+
+
+def _one(codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    def encode(found: Any) -> bytes:
+        return codec.encode([] if found is None else [found])
+
+    def decode(payload: bytes) -> Any:
+        rows = codec.decode(payload)
+        return rows[0] if rows else None
+
+    return encode, decode
+
+
+def _count(_codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    return orjson.dumps, orjson.loads
+
+
+_ROWS: _Shape = _rows
+_ONE: _Shape = _one
+_COUNT: _Shape = _count
+
+
+async def _run_query(
+    repository: BaseRepository[Any, Any, Any], operation: str, spec: dict[str, Any]
+) -> None:
+    include_deleted = bool(spec.get("include_deleted", False))
+    if operation == "list":
+        await repository.list(
+            spec.get("filters") or {},
+            limit=spec.get("limit"),
+            offset=spec.get("offset"),
+            order_by=spec.get("order_by"),
+            include_deleted=include_deleted,
+        )
+    elif operation == "count":
+        await repository.count(spec.get("filters") or {}, include_deleted=include_deleted)
+    elif operation == "get":
+        await repository.get(spec["id"], include_deleted=include_deleted)
+    elif operation == "get_many":
+        await repository.get_many(spec["ids"], include_deleted=include_deleted)
+    else:
+        raise ValueError(f"cannot replay a {operation!r} query")

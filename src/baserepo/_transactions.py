@@ -15,9 +15,9 @@ parent, a rolled-back one drops it, and the outermost commit runs it, awaited in
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
@@ -28,14 +28,25 @@ from .exceptions import ConfigurationError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["after_commit", "caller_owns_transaction", "atomic", "ensure_savepoints_work"]
+__all__ = [
+    "after_commit",
+    "atomic",
+    "caller_owns_transaction",
+    "ensure_savepoints_work",
+    "has_written",
+    "mark_written",
+]
 
 logger = logging.getLogger("baserepo.transactions")
 
 DeferredWork = Callable[[], Awaitable[None]]
+# Work queued under the same key runs once per commit (one cache invalidation per model,
+# however many batches wrote to it); work queued without a key always runs.
+_Queue = dict[SessionTransaction, dict[Hashable, DeferredWork]]
 
 _QUEUE_KEY = "baserepo.after_commit_queue"
 _SAVEPOINT_CHECKED_KEY = "baserepo.savepoints_checked"
+_WRITTEN_KEY = "baserepo.written_models"
 
 
 def caller_owns_transaction(session: AsyncSession) -> bool:
@@ -46,13 +57,28 @@ def caller_owns_transaction(session: AsyncSession) -> bool:
     return transaction.origin is not SessionTransactionOrigin.AUTOBEGIN
 
 
-def after_commit(session: AsyncSession, work: DeferredWork) -> None:
-    """Run ``work`` after the outermost commit of the open transaction; drop it on rollback."""
+def after_commit(session: AsyncSession, work: DeferredWork, *, key: Hashable = None) -> None:
+    """Run ``work`` after the outermost commit of the open transaction; drop it on rollback.
+
+    ``key``: work queued again under the same key replaces nothing and runs once.
+    """
     sync_session = session.sync_session
     transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
     if transaction is None:
         raise RuntimeError("after_commit() needs an open transaction")
-    _queue(sync_session).setdefault(transaction, []).append(work)
+    queued = _queue(sync_session).setdefault(transaction, {})
+    queued.setdefault(key if key is not None else object(), work)
+
+
+def mark_written(session: AsyncSession, model: type[Any]) -> None:
+    """Remember that the open transaction wrote ``model``: its reads must bypass the cache."""
+    _queue(session.sync_session)  # installs the listener that forgets at transaction end
+    session.sync_session.info.setdefault(_WRITTEN_KEY, set()).add(model)
+
+
+def has_written(session: AsyncSession, model: type[Any]) -> bool:
+    written: set[type[Any]] | None = session.sync_session.info.get(_WRITTEN_KEY)
+    return bool(written) and model in written  # type: ignore[operator]
 
 
 @asynccontextmanager
@@ -93,8 +119,8 @@ async def ensure_savepoints_work(session: AsyncSession) -> None:
     session.sync_session.info[_SAVEPOINT_CHECKED_KEY] = True
 
 
-def _queue(sync_session: Session) -> dict[SessionTransaction, list[DeferredWork]]:
-    queue: dict[SessionTransaction, list[DeferredWork]] | None = sync_session.info.get(_QUEUE_KEY)
+def _queue(sync_session: Session) -> _Queue:
+    queue: _Queue | None = sync_session.info.get(_QUEUE_KEY)
     if queue is None:
         queue = {}
         sync_session.info[_QUEUE_KEY] = queue
@@ -109,12 +135,15 @@ def _on_commit(sync_session: Session) -> None:
     nested = sync_session.get_nested_transaction()
     if nested is not None:
         # A released SAVEPOINT: its work now stands or falls with the enclosing transaction.
-        work = queue.pop(nested, [])
+        work = queue.pop(nested, {})
         if work and nested.parent is not None:
-            queue.setdefault(nested.parent, []).extend(work)
+            parent = queue.setdefault(nested.parent, {})
+            for key, item in work.items():
+                parent.setdefault(key, item)
         return
-    pending = [work for transaction_work in queue.values() for work in transaction_work]
+    pending = [item for transaction_work in queue.values() for item in transaction_work.values()]
     queue.clear()
+    sync_session.info.pop(_WRITTEN_KEY, None)
     if pending:
         await_only(_run_all(pending))
 
@@ -123,6 +152,8 @@ def _on_transaction_end(sync_session: Session, transaction: SessionTransaction) 
     # Committed work was moved or run in _on_commit; whatever is still keyed here was rolled
     # back (or the session closed without committing), so it must never run.
     _queue(sync_session).pop(transaction, None)
+    if transaction.parent is None:
+        sync_session.info.pop(_WRITTEN_KEY, None)
 
 
 async def _run_all(pending: list[DeferredWork]) -> None:

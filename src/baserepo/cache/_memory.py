@@ -1,0 +1,169 @@
+"""The in-process backend: no server, one process. The embedded default and the reference
+semantics every other backend is tested against (tests/contract)."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._protocol import Entry
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    """A dict with per-key expiry and an LRU bound; every operation is atomic because it
+    never awaits in the middle.
+
+    Args:
+        max_entries: least recently used entries are evicted beyond this many keys.
+        clock: seconds, monotonic; injected by tests to drive expiry without sleeping.
+    """
+
+    def __init__(
+        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._generations: dict[str, int] = {}
+        self._scores: dict[str, dict[str, float]] = {}
+        self._specs: dict[str, dict[str, bytes]] = {}
+        self._max_entries = max_entries
+        self._clock = clock
+
+    def _get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires_at = item
+        if expires_at is not None and self._clock() >= expires_at:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def _set(self, key: str, value: bytes, ttl_seconds: float | None) -> None:
+        expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
+        self._data[key] = (value, expires_at)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max_entries:
+            self._data.popitem(last=False)
+
+    def _entry(self, generation: int, stored: bytes | None) -> bytes | None:
+        if stored is None:
+            return None
+        stored_generation, _, payload = stored.partition(b":")
+        return payload if int(stored_generation) == generation else None
+
+    async def read(self, generation_key: str, key: str) -> Entry:
+        generation = self._generations.get(generation_key, 0)
+        return generation, self._entry(generation, self._get(key))
+
+    async def read_many(
+        self, generation_key: str, keys: Sequence[str]
+    ) -> tuple[int, list[bytes | None]]:
+        generation = self._generations.get(generation_key, 0)
+        return generation, [self._entry(generation, self._get(key)) for key in keys]
+
+    async def fill(
+        self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
+    ) -> bool:
+        if self._generations.get(generation_key, 0) != generation:
+            return False
+        self._set(key, b"%d:%b" % (generation, payload), ttl_seconds)
+        return True
+
+    async def read_with_lease(
+        self, generation_key: str, key: str, lease_key: str
+    ) -> tuple[int, bytes | None, bool]:
+        generation, payload = await self.read(generation_key, key)
+        return generation, payload, self._get(lease_key) is not None
+
+    async def fill_and_release(
+        self,
+        generation_key: str,
+        key: str,
+        generation: int,
+        payload: bytes,
+        ttl_seconds: float,
+        lease_key: str,
+        token: str,
+    ) -> bool:
+        stored = await self.fill(generation_key, key, generation, payload, ttl_seconds)
+        await self.release_lease(lease_key, token)
+        return stored
+
+    async def bump(self, generation_key: str) -> int:
+        generation = self._generations.get(generation_key, 0) + 1
+        if generation == 1:
+            # As in Redis: a new generation starts from the clock, never at a reused number.
+            generation = time.time_ns() // 1000
+        self._generations[generation_key] = generation
+        return generation
+
+    async def delete_pattern(self, pattern: str) -> int:
+        doomed = [k for k in self._data if fnmatch.fnmatchcase(k, pattern) and ":~" not in k]
+        for key in doomed:
+            del self._data[key]
+        return len(doomed)
+
+    async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return self._set_if_absent(key, token, ttl_seconds)
+
+    async def release_lease(self, key: str, token: str) -> None:
+        if self._get(key) == token.encode():
+            del self._data[key]
+
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return self._set_if_absent(key, token, ttl_seconds)
+
+    def _set_if_absent(self, key: str, token: str, ttl_seconds: float) -> bool:
+        if self._get(key) is not None:
+            return False
+        self._set(key, token.encode(), ttl_seconds)
+        return True
+
+    async def incr_usage(
+        self,
+        usage_key: str,
+        specs_key: str,
+        counts: dict[str, float],
+        specs: dict[str, bytes],
+        max_tracked: int,
+    ) -> None:
+        scores = self._scores.setdefault(usage_key, {})
+        known = self._specs.setdefault(specs_key, {})
+        for member, count in counts.items():
+            scores[member] = scores.get(member, 0.0) + count
+        known.update(specs)
+        if len(scores) > max_tracked:
+            keep = sorted(scores, key=lambda m: (-scores[m], m))[:max_tracked]
+            kept = set(keep)
+            for member in [m for m in scores if m not in kept]:
+                del scores[member]
+                known.pop(member, None)
+
+    async def top_usage(
+        self, usage_key: str, specs_key: str, limit: int, min_score: float
+    ) -> list[tuple[str, float, bytes | None]]:
+        scores = self._scores.get(usage_key, {})
+        known = self._specs.get(specs_key, {})
+        ranked = sorted(
+            ((m, s) for m, s in scores.items() if s >= min_score), key=lambda i: (-i[1], i[0])
+        )
+        return [(member, score, known.get(member)) for member, score in ranked[:limit]]
+
+    async def decay_usage(self, usage_key: str, factor: float) -> None:
+        scores = self._scores.get(usage_key, {})
+        for member in scores:
+            scores[member] *= factor
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

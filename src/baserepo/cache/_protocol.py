@@ -1,0 +1,119 @@
+"""The raw operations a cache backend provides; policy (keys, TTLs, codecs, breaker, stats)
+lives above it in ``QueryCache`` and ``CacheConfig``.
+
+Coherence rests on one integer per model, its *generation*: every entry is stored together
+with the generation read before the query that produced it, a write bumps the generation
+after its commit, and an entry is served only while its generation is current. ``fill`` is a
+compare-and-set: it stores only if the generation has not moved since the reader read it, so
+the stale-set race (reader reads the old row, writer commits and bumps, reader stores the old
+row) is refused atomically, inside the backend.
+
+All keys one model uses share a Redis Cluster hash tag, so the generation, its entries and its
+leases live in one slot: MGET and the compare-and-set scripts are single-slot operations.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["CacheBackend", "Entry"]
+
+Entry = tuple[int, bytes | None]
+"""(current generation of the model, stored payload or None). The payload is returned only
+when it was stored under the current generation; an entry of an older generation reads as
+None."""
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """Byte-level operations every cache backend implements; each may raise on I/O trouble
+    (the caller times it out, counts it as a miss and feeds the circuit breaker)."""
+
+    async def read(self, generation_key: str, key: str) -> Entry:
+        """Current generation and the entry at ``key`` if it was stored under it; one round trip."""
+        ...
+
+    async def read_many(
+        self, generation_key: str, keys: Sequence[str]
+    ) -> tuple[int, list[bytes | None]]:
+        """As ``read`` for several keys of the same model; one round trip."""
+        ...
+
+    async def read_with_lease(
+        self, generation_key: str, key: str, lease_key: str
+    ) -> tuple[int, bytes | None, bool]:
+        """As ``read``, and whether someone holds the fill lease ``lease_key``; one round
+        trip (an MGET of three keys of one slot)."""
+        ...
+
+    async def fill_and_release(
+        self,
+        generation_key: str,
+        key: str,
+        generation: int,
+        payload: bytes,
+        ttl_seconds: float,
+        lease_key: str,
+        token: str,
+    ) -> bool:
+        """``fill``, then ``release_lease(lease_key, token)``, atomically in one round trip."""
+        ...
+
+    async def fill(
+        self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
+    ) -> bool:
+        """Store ``payload`` under ``key`` with a TTL only if the model's generation still equals
+        ``generation``; atomic. Returns False (nothing stored) when it moved on."""
+        ...
+
+    async def bump(self, generation_key: str) -> int:
+        """Increment the model's generation; a missing one starts from the clock (microseconds),
+        so numbers are never reused after the backend lost its data. Returns the new value."""
+        ...
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching a glob ``pattern``, on every node, without KEYS; returns
+        how many were deleted. Never deletes a key that contains ``":~"`` (metadata)."""
+        ...
+
+    async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """SET key token NX with a TTL: True if this caller now holds the lease."""
+        ...
+
+    async def release_lease(self, key: str, token: str) -> None:
+        """Delete the lease only if it still holds ``token``; atomic."""
+        ...
+
+    async def incr_usage(
+        self,
+        usage_key: str,
+        specs_key: str,
+        counts: dict[str, float],
+        specs: dict[str, bytes],
+        max_tracked: int,
+    ) -> None:
+        """Add ``counts`` to the members of the sorted set ``usage_key``, remember each query's
+        ``specs`` (member -> serialised query) in the hash ``specs_key``, and trim both to the
+        ``max_tracked`` highest-scored members; one round trip."""
+        ...
+
+    async def top_usage(
+        self, usage_key: str, specs_key: str, limit: int, min_score: float
+    ) -> list[tuple[str, float, bytes | None]]:
+        """The ``limit`` highest-scored members with score >= ``min_score``, with their specs."""
+        ...
+
+    async def decay_usage(self, usage_key: str, factor: float) -> None:
+        """Multiply every score by ``factor`` (0 < factor <= 1), so old popularity fades."""
+        ...
+
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        """SET key token NX with a TTL; True if acquired (used to elect one warmer)."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,386 @@
+"""The Redis backend, for a standalone ``redis.asyncio.Redis`` or a ``redis.asyncio.RedisCluster``.
+
+The only module of baserepo that imports ``redis``. Semantics are those of ``MemoryBackend``
+(the contract tests in ``tests/contract`` run both): values are stored as
+``b"<generation>:<payload>"`` and read as None unless their generation is the current one.
+
+Every operation that must be atomic is one command or one Lua script over keys of one model,
+which share a hash tag (``{users}``), so on a cluster each lands on one slot. The only
+multi-node operation is ``delete_pattern``, which scans every primary.
+
+The client may have ``decode_responses`` on or off: commands that return payloads ask redis-py
+not to decode them, and member names and keys are accepted as ``str`` or ``bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from redis.asyncio import Redis, RedisCluster
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+
+    from redis.asyncio.cluster import ClusterNode
+    from redis.commands.core import AsyncScript
+
+    from ._protocol import Entry
+
+__all__ = ["RedisBackend"]
+
+_SCAN_COUNT = 500
+_UNLINK_CHUNK = 500
+_METADATA_MARK = ":~"
+
+# Compare-and-set. The generation is compared as a string: INCR keeps it canonical, and a
+# string compare cannot lose precision the way Lua's doubles would past 2**53.
+_FILL = """
+local current = redis.call('GET', KEYS[1]) or '0'
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# Compare-and-delete: a lease that expired and was taken by someone else must survive.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# ZINCRBY each member, HSET each spec, then trim to ARGV[1] members keeping the same ones
+# MemoryBackend keeps: highest score first, ties to the lexicographically smaller member.
+# ZREMRANGEBYRANK alone would break ties the other way (rank order among equal scores is
+# ascending, so it would drop the smaller members). Scores stay strings as Redis formats them
+# (%.17g, exact), so the range bounds below hit the edge score exactly.
+# ARGV: max_tracked, number of count pairs, member/count pairs, field/value pairs.
+_INCR_USAGE = """
+local max_tracked = tonumber(ARGV[1])
+local pairs_end = 3 + 2 * tonumber(ARGV[2])
+for i = 3, pairs_end - 1, 2 do
+  redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i])
+end
+for i = pairs_end, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+if redis.call('ZCARD', KEYS[1]) <= max_tracked then
+  return 0
+end
+local doomed
+if max_tracked <= 0 then
+  doomed = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  local edge = redis.call('ZREVRANGE', KEYS[1], max_tracked - 1, max_tracked - 1, 'WITHSCORES')[2]
+  local above = redis.call('ZCOUNT', KEYS[1], '(' .. edge, '+inf')
+  doomed = redis.call('ZRANGEBYSCORE', KEYS[1], edge, edge, 'LIMIT', max_tracked - above, -1)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. edge)) do
+    doomed[#doomed + 1] = member
+  end
+end
+for _, member in ipairs(doomed) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+end
+return #doomed
+"""
+
+# The top ARGV[1] members scoring >= ARGV[2], with their specs, in MemoryBackend's order.
+# ZREVRANGEBYSCORE orders equal scores by descending member, so when the limit cuts through a
+# run of equal scores the run is fetched again in ascending order (ZRANGEBYSCORE) to pick the
+# same members; the caller sorts. Returns {members, scores, specs}.
+_TOP_USAGE = """
+local limit = tonumber(ARGV[1])
+local top = redis.call(
+  'ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
+local edge = false
+if #top == 2 * limit then
+  edge = top[#top]
+end
+local members, scores, specs = {}, {}, {}
+for i = 1, #top, 2 do
+  if top[i + 1] ~= edge then
+    members[#members + 1] = top[i]
+    scores[#scores + 1] = top[i + 1]
+  end
+end
+if edge then
+  local ties = redis.call('ZRANGEBYSCORE', KEYS[1], edge, edge, 'LIMIT', 0, limit - #members)
+  for _, member in ipairs(ties) do
+    members[#members + 1] = member
+    scores[#scores + 1] = edge
+  end
+end
+for i, member in ipairs(members) do
+  specs[i] = redis.call('HGET', KEYS[2], member)
+end
+return {members, scores, specs}
+"""
+
+# _FILL, then _RELEASE of the lease. KEYS: generation, entry, lease.
+# ARGV: generation, stored value, ttl ms, token.
+_FILL_AND_RELEASE = """
+local current = redis.call('GET', KEYS[1]) or '0'
+local stored = 0
+if current == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  stored = 1
+end
+if redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('DEL', KEYS[3])
+end
+return stored
+"""
+
+# A generation that starts at 1 again after Redis lost its data could meet a reader that
+# still holds the same number from before: a new generation starts at the server's clock
+# in microseconds instead, so numbers never repeat across restarts.
+_BUMP = """
+local generation = redis.call('INCR', KEYS[1])
+if generation == 1 then
+  local now = redis.call('TIME')
+  generation = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  redis.call('SET', KEYS[1], string.format('%d', generation))
+end
+return generation
+"""
+
+_SCRIPTS = {
+    "fill_and_release": _FILL_AND_RELEASE,
+    "bump": _BUMP,
+    "fill": _FILL,
+    "release": _RELEASE,
+    "incr_usage": _INCR_USAGE,
+    "top_usage": _TOP_USAGE,
+}
+
+
+class _Executes(Protocol):
+    # redis-py leaves the standalone client's execute_command unannotated; this is the part
+    # of it used here, with its option to return bulk strings undecoded.
+    def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]: ...
+
+
+class RedisBackend:
+    """``CacheBackend`` on Redis or Redis Cluster.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``. It stays the
+            caller's: ``close()`` does not close it.
+
+    Callers pass keys of one model with a shared hash tag; ``read_many``, ``fill``,
+    ``incr_usage`` and ``top_usage`` rely on that on a cluster (one slot per call).
+    """
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        if not isinstance(client, Redis | RedisCluster):
+            raise TypeError(
+                "RedisBackend needs a redis.asyncio.Redis or redis.asyncio.RedisCluster, "
+                f"not {type(client).__module__}.{type(client).__qualname__}"
+            )
+        self._client = client
+        self._execute = cast("_Executes", client).execute_command
+        self._scripts: dict[str, AsyncScript] = {}
+
+    # -- entries ---------------------------------------------------------------------------
+
+    async def read(self, generation_key: str, key: str) -> Entry:
+        generation, entries = await self.read_many(generation_key, (key,))
+        return generation, entries[0]
+
+    async def read_many(
+        self, generation_key: str, keys: Sequence[str]
+    ) -> tuple[int, list[bytes | None]]:
+        # One MGET: the generation and the entries come from the same instant, so an entry is
+        # judged against the generation that was current when it was read.
+        values = await self._execute("MGET", generation_key, *keys, **{NEVER_DECODE: True})
+        generation = int(values[0]) if values[0] is not None else 0
+        return generation, [_entry(generation, stored) for stored in values[1:]]
+
+    async def fill(
+        self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
+    ) -> bool:
+        stored = b"%d:%b" % (generation, payload)
+        result = await self._run(
+            "fill", (generation_key, key), (str(generation), stored, _milliseconds(ttl_seconds))
+        )
+        return bool(result)
+
+    async def read_with_lease(
+        self, generation_key: str, key: str, lease_key: str
+    ) -> tuple[int, bytes | None, bool]:
+        values = await self._execute("MGET", generation_key, key, lease_key, **{NEVER_DECODE: True})
+        generation = int(values[0]) if values[0] is not None else 0
+        return generation, _entry(generation, values[1]), values[2] is not None
+
+    async def fill_and_release(
+        self,
+        generation_key: str,
+        key: str,
+        generation: int,
+        payload: bytes,
+        ttl_seconds: float,
+        lease_key: str,
+        token: str,
+    ) -> bool:
+        stored = b"%d:%b" % (generation, payload)
+        result = await self._run(
+            "fill_and_release",
+            (generation_key, key, lease_key),
+            (str(generation), stored, _milliseconds(ttl_seconds), token),
+        )
+        return bool(result)
+
+    async def bump(self, generation_key: str) -> int:
+        return int(await self._run("bump", (generation_key,), ()))
+
+    async def delete_pattern(self, pattern: str) -> int:
+        if isinstance(self._client, RedisCluster):
+            await self._client.initialize()  # no-op once the slot map is known
+            # Each primary owns a disjoint share of the keys and has its own SCAN cursor.
+            nodes = self._client.get_primaries()
+            try:
+                # A TaskGroup, not gather: if one node fails the others are cancelled rather
+                # than left running after the call has returned.
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._delete_on(pattern, node)) for node in nodes]
+            except ExceptionGroup as failures:
+                # Callers handle the client's own errors, as from every other method.
+                raise failures.exceptions[0] from None
+            return sum(task.result() for task in tasks)
+        return await self._delete_on(pattern, None)
+
+    async def _delete_on(self, pattern: str, node: ClusterNode | None) -> int:
+        target = {} if node is None else {"target_nodes": node}
+        deleted = 0
+        cursor = 0
+        while True:
+            reply = await self._execute(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT, **target
+            )
+            cursor, keys = _scan_reply(reply)
+            doomed = [k for k in keys if not _is_metadata(k)]
+            # UNLINK frees memory off the main thread; chunks keep each command short. On a
+            # cluster RedisCluster.unlink splits a chunk by slot into one pipelined round trip.
+            for start in range(0, len(doomed), _UNLINK_CHUNK):
+                # Counting UNLINK's replies, not SCAN's keys: SCAN may return a key twice, and
+                # a key can expire between the two.
+                deleted += await self._client.unlink(*doomed[start : start + _UNLINK_CHUNK])
+            if cursor == 0:
+                return deleted
+
+    # -- leases and locks ------------------------------------------------------------------
+
+    async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return await self._set_if_absent(key, token, ttl_seconds)
+
+    async def release_lease(self, key: str, token: str) -> None:
+        await self._run("release", (key,), (token,))
+
+    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return await self._set_if_absent(key, token, ttl_seconds)
+
+    async def _set_if_absent(self, key: str, token: str, ttl_seconds: float) -> bool:
+        return bool(await self._client.set(key, token, nx=True, px=_milliseconds(ttl_seconds)))
+
+    # -- usage -----------------------------------------------------------------------------
+
+    async def incr_usage(
+        self,
+        usage_key: str,
+        specs_key: str,
+        counts: dict[str, float],
+        specs: dict[str, bytes],
+        max_tracked: int,
+    ) -> None:
+        args: list[str | bytes] = [str(max_tracked), str(len(counts))]
+        for member, count in counts.items():
+            args += (member, repr(float(count)))
+        for member, spec in specs.items():
+            args += (member, spec)
+        await self._run("incr_usage", (usage_key, specs_key), args)
+
+    async def top_usage(
+        self, usage_key: str, specs_key: str, limit: int, min_score: float
+    ) -> list[tuple[str, float, bytes | None]]:
+        if limit <= 0:
+            return []
+        members, scores, specs = await self._run(
+            "top_usage", (usage_key, specs_key), (str(limit), repr(float(min_score)))
+        )
+        ranked = [
+            (_text(member), float(score), spec)
+            for member, score, spec in zip(members, scores, specs, strict=True)
+        ]
+        ranked.sort(key=lambda item: (-item[1], item[0]))
+        return ranked
+
+    async def decay_usage(self, usage_key: str, factor: float) -> None:
+        # A union of one set with itself, weighted: one command, one key, no round trip per
+        # member, and atomic.
+        await self._client.zunionstore(usage_key, {usage_key: factor})
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    async def close(self) -> None:
+        """Forget the registered scripts. The client belongs to the caller, who may share it
+        with other code, so it is left open; the backend still works if used again."""
+        self._scripts.clear()
+
+    # -- scripts ---------------------------------------------------------------------------
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        """EVALSHA a registered script, loading it first where the server lacks it (restart,
+        SCRIPT FLUSH, a cluster node that has not seen it yet)."""
+        script = self._scripts.get(name)
+        if script is None:
+            # register_script only hashes the text; nothing is sent until the first call.
+            script = self._scripts[name] = self._client.register_script(_SCRIPTS[name])
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        # AsyncScript.__call__ would decode the specs top_usage returns on a client with
+        # decode_responses=True, so scripts go through execute_command, undecoded.
+        try:
+            return await self._execute(*command, **{NEVER_DECODE: True})
+        except NoScriptError:
+            # On a cluster SCRIPT LOAD goes to every primary, so one retry suffices.
+            await self._client.script_load(script.script)
+            return await self._execute(*command, **{NEVER_DECODE: True})
+
+
+def _entry(generation: int, stored: bytes | None) -> bytes | None:
+    if stored is None:
+        return None
+    stored_generation, separator, payload = stored.partition(b":")
+    # A value fill did not write (no separator, no number) is never served.
+    if not separator or not stored_generation.isdigit():
+        return None
+    return payload if int(stored_generation) == generation else None
+
+
+def _milliseconds(seconds: float) -> int:
+    # PX must be positive; a zero TTL becomes the shortest one Redis has.
+    return max(1, round(seconds * 1000))
+
+
+def _scan_reply(reply: Any) -> tuple[int, list[bytes | str]]:
+    cursor, keys = reply
+    # RedisCluster reports the cursor per node even when one node was targeted.
+    if isinstance(cursor, dict):
+        (cursor,) = cursor.values()
+    return int(cursor), list(keys)
+
+
+def _is_metadata(key: bytes | str) -> bool:
+    return _METADATA_MARK in _text(key)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,478 @@
+"""The CacheBackend contract: every test that takes ``backend`` or ``target`` runs once per
+backend (memory, redis, cluster) and expects the same answers, MemoryBackend's being the spec.
+
+The tests after the contract cover what only the Redis backend has: script reloading, clients
+that decode responses, the client types it accepts, and the ``spare_redis`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+
+import pytest
+import redis
+import redis.exceptions
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from baserepo.cache._protocol import CacheBackend
+from baserepo.cache._redis import _FILL, RedisBackend
+from tests.contract.conftest import (
+    REDIS_URL,
+    RedisServer,
+    Target,
+    start_cluster,
+    wait_for_cluster,
+)
+
+LONG_TTL = 60.0
+
+
+def gen(target: Target, model: str = "users") -> str:
+    return target.key(model, "~gen")
+
+
+async def gather_in_batches(calls: list[Awaitable[object]], size: int = 50) -> None:
+    # Bounded, so a cluster client does not open hundreds of connections per node.
+    for start in range(0, len(calls), size):
+        await asyncio.gather(*calls[start : start + size])
+
+
+# -- entries and generations ---------------------------------------------------------------
+
+
+async def test_is_a_cache_backend(backend: CacheBackend) -> None:
+    assert isinstance(backend, CacheBackend)
+
+
+async def test_read_of_a_missing_entry_is_generation_zero_and_none(target: Target) -> None:
+    b, key = target.backend, target.key("users", "get:1")
+    assert await b.read(gen(target), key) == (0, None)
+    assert await b.read_many(gen(target), [key, target.key("users", "get:2")]) == (0, [None, None])
+    assert await b.read_many(gen(target), []) == (0, [])
+
+
+async def test_fill_at_the_current_generation_is_read_back(target: Target) -> None:
+    b, key = target.backend, target.key("users", "list:a")
+    assert await b.fill(gen(target), key, 0, b"rows", LONG_TTL) is True
+    assert await b.read(gen(target), key) == (0, b"rows")
+    assert await b.fill(gen(target), key, 0, b"newer rows", LONG_TTL) is True
+    assert await b.read(gen(target), key) == (0, b"newer rows")
+
+
+async def test_payloads_round_trip_byte_for_byte(target: Target) -> None:
+    # The stored form is b"<generation>:<payload>": colons and digits inside the payload, an
+    # empty payload and bytes that are not UTF-8 must all come back unchanged.
+    payloads = [b"", b"7:8:9", b"0:", bytes(range(256)), b"\xff\xfe" * 1000]
+    keys = [target.key("users", f"get:{i}") for i in range(len(payloads))]
+    for key, payload in zip(keys, payloads, strict=True):
+        assert await target.backend.fill(gen(target), key, 0, payload, LONG_TTL)
+    assert await target.backend.read_many(gen(target), keys) == (0, payloads)
+
+
+async def test_fill_at_another_generation_is_refused_and_stores_nothing(target: Target) -> None:
+    b, key = target.backend, target.key("users", "list:a")
+    assert await b.bump(gen(target)) == 1
+    assert await b.fill(gen(target), key, 0, b"stale rows", LONG_TTL) is False
+    assert await b.fill(gen(target), key, 2, b"future rows", LONG_TTL) is False
+    assert await b.read(gen(target), key) == (1, None)
+    # Nothing was written at all (not just hidden): there is no key to delete.
+    assert await b.delete_pattern(key) == 0
+
+    assert await b.fill(gen(target), key, 1, b"fresh rows", LONG_TTL) is True
+    assert await b.read(gen(target), key) == (1, b"fresh rows")
+    assert await b.delete_pattern(key) == 1
+
+
+async def test_bump_returns_the_new_generation_and_hides_older_entries(target: Target) -> None:
+    b = target.backend
+    users = [target.key("users", "list:a"), target.key("users", "get:1")]
+    article = target.key("articles", "list:a")
+    for key in users:
+        assert await b.fill(gen(target), key, 0, b"users", LONG_TTL)
+    assert await b.fill(gen(target, "articles"), article, 0, b"articles", LONG_TTL)
+
+    assert await b.bump(gen(target)) == 1
+    assert await b.read_many(gen(target), users) == (1, [None, None])
+    assert await b.bump(gen(target)) == 2
+    assert await b.read(gen(target), users[0]) == (2, None)
+    # Generations are per model: the articles entry is still served.
+    assert await b.read(gen(target, "articles"), article) == (0, b"articles")
+
+
+async def test_read_many_keeps_order_and_judges_each_entry(target: Target) -> None:
+    b = target.backend
+    old, fresh, missing = (target.key("users", f"get:{i}") for i in (1, 2, 3))
+    assert await b.fill(gen(target), old, 0, b"old", LONG_TTL)
+    assert await b.bump(gen(target)) == 1
+    assert await b.fill(gen(target), fresh, 1, b"fresh", LONG_TTL)
+    assert await b.read_many(gen(target), [fresh, missing, old, fresh]) == (
+        1,
+        [b"fresh", None, None, b"fresh"],
+    )
+
+
+async def test_entries_leases_and_locks_expire_after_their_ttl(target: Target) -> None:
+    b = target.backend
+    short, long = target.key("users", "list:short"), target.key("users", "list:long")
+    lease, lock = target.key("users", "~lease:list:short"), target.key("users", "~warm-lock")
+    assert await b.fill(gen(target), short, 0, b"short", 0.2)
+    assert await b.fill(gen(target), long, 0, b"long", LONG_TTL)
+    assert await b.acquire_lease(lease, "first", 0.2)
+    assert await b.try_lock(lock, "first", 0.2)
+    if target.client is not None:
+        # The TTL reaches Redis in milliseconds, as given.
+        assert 0 < await target.pttl(short) <= 200
+        assert 0 < await target.pttl(lease) <= 200
+        assert 0 < await target.pttl(lock) <= 200
+        assert LONG_TTL * 1000 - 5_000 < await target.pttl(long) <= LONG_TTL * 1000
+
+    await target.elapse(0.4)
+
+    assert await b.read_many(gen(target), [short, long]) == (0, [None, b"long"])
+    assert await b.acquire_lease(lease, "second", LONG_TTL)
+    assert await b.try_lock(lock, "second", LONG_TTL)
+
+
+# -- delete_pattern ------------------------------------------------------------------------
+
+
+async def test_delete_pattern_deletes_matching_keys_on_every_node(target: Target) -> None:
+    b = target.backend
+    models = target.models_on_distinct_nodes(3)
+    if isinstance(target.client, RedisCluster):
+        # The three models' keys really live on three different primaries.
+        nodes = {target.client.get_node_from_key(target.key(m, "x")).name for m in models}  # type: ignore[union-attr]
+        assert len(nodes) == 3 == len(target.client.get_primaries())
+    per_model = 400  # more than one SCAN batch (COUNT 500) and one UNLINK chunk in all
+    await gather_in_batches(
+        [
+            b.fill(gen(target, m), target.key(m, f"list:{i}"), 0, b"x", LONG_TTL)
+            for m in models
+            for i in range(per_model)
+        ]
+    )
+    for m in models:
+        assert await b.fill(gen(target, m), target.key(m, "get:1"), 0, b"row", LONG_TTL)
+        assert await b.bump(gen(target, m)) == 1  # creates the metadata key "~gen"
+        assert await b.fill(gen(target, m), target.key(m, "get:2"), 1, b"row", LONG_TTL)
+        assert await b.acquire_lease(target.key(m, "~lease:list:1"), "holder", LONG_TTL)
+
+    # One model's namespace only.
+    assert await b.delete_pattern(target.key(models[0], "list:*")) == per_model
+    assert await b.read(gen(target, models[1]), target.key(models[1], "list:7")) == (1, None)
+    # Every model: reaches all nodes.
+    assert await b.delete_pattern(f"{target.prefix}:*:list:*") == 2 * per_model
+    assert await b.delete_pattern(f"{target.prefix}:*:list:*") == 0
+    # Everything under the prefix except metadata (":~"), even though the pattern matches it.
+    assert await b.delete_pattern(f"{target.prefix}:*") == 2 * len(models)
+    for m in models:
+        assert await b.read(gen(target, m), target.key(m, "get:2")) == (1, None)
+        assert not await b.acquire_lease(target.key(m, "~lease:list:1"), "thief", LONG_TTL)
+    if target.client is not None:
+        assert await target.raw_keys() == {
+            target.key(m, rest) for m in models for rest in ("~gen", "~lease:list:1")
+        }
+
+
+async def test_delete_pattern_matches_globs_not_prefixes(target: Target) -> None:
+    b = target.backend
+    for name in ("list:a", "list:b", "list:ab", "get:a"):
+        assert await b.fill(gen(target), target.key("users", name), 0, b"x", LONG_TTL)
+    assert await b.delete_pattern(target.key("users", "list:?")) == 2
+    assert await b.delete_pattern(target.key("users", "list")) == 0
+    assert await b.read_many(
+        gen(target), [target.key("users", n) for n in ("list:a", "list:ab", "get:a")]
+    ) == (0, [None, b"x", b"x"])
+
+
+# -- leases and locks ----------------------------------------------------------------------
+
+
+async def test_lease_is_exclusive_until_released_by_its_holder(target: Target) -> None:
+    b, lease = target.backend, target.key("users", "~lease:list:a")
+    assert await b.acquire_lease(lease, "t1", LONG_TTL) is True
+    assert await b.acquire_lease(lease, "t2", LONG_TTL) is False
+    await b.release_lease(lease, "t2")  # not the holder: nothing happens
+    assert await b.acquire_lease(lease, "t3", LONG_TTL) is False
+    await b.release_lease(lease, "t1")
+    assert await b.acquire_lease(lease, "t2", LONG_TTL) is True
+    # Releasing a lease nobody holds is harmless, and leases of other keys are independent.
+    await b.release_lease(target.key("users", "~lease:none"), "t1")
+    assert await b.acquire_lease(target.key("users", "~lease:list:b"), "t1", LONG_TTL) is True
+
+
+async def test_lock_is_exclusive_until_it_expires(target: Target) -> None:
+    b, lock = target.backend, target.key("users", "~warm-lock")
+    assert await b.try_lock(lock, "process-1", LONG_TTL) is True
+    assert await b.try_lock(lock, "process-2", LONG_TTL) is False
+    assert await b.try_lock(lock, "process-1", LONG_TTL) is False  # not re-entrant
+    assert await b.try_lock(target.key("articles", "~warm-lock"), "process-2", LONG_TTL) is True
+
+
+async def test_concurrent_lease_requests_have_one_winner(target: Target) -> None:
+    lease = target.key("users", "~lease:list:hot")
+    won = await asyncio.gather(
+        *(target.backend.acquire_lease(lease, f"t{i}", LONG_TTL) for i in range(20))
+    )
+    assert won.count(True) == 1
+
+
+# -- usage tracking ------------------------------------------------------------------------
+
+
+def usage(target: Target) -> tuple[str, str]:
+    return target.key("users", "~usage"), target.key("users", "~usage-specs")
+
+
+async def test_usage_accumulates_and_ranks_by_score(target: Target) -> None:
+    b, (scores, specs) = target.backend, usage(target)
+    await b.incr_usage(scores, specs, {"a": 1, "b": 2}, {"a": b"A", "b": b"B"}, 10)
+    await b.incr_usage(scores, specs, {"a": 2, "c": 0.5}, {"c": b"C"}, 10)
+    assert await b.top_usage(scores, specs, 10, 0) == [
+        ("a", 3.0, b"A"),
+        ("b", 2.0, b"B"),
+        ("c", 0.5, b"C"),
+    ]
+    assert await b.top_usage(scores, specs, 2, 0) == [("a", 3.0, b"A"), ("b", 2.0, b"B")]
+    assert await b.top_usage(scores, specs, 10, 2) == [("a", 3.0, b"A"), ("b", 2.0, b"B")]
+    assert await b.top_usage(scores, specs, 10, 3.5) == []
+    assert await b.top_usage(target.key("none", "~usage"), target.key("none", "~s"), 5, 0) == []
+
+
+async def test_usage_ties_rank_by_member_even_where_the_limit_cuts_them(target: Target) -> None:
+    b, (scores, specs) = target.backend, usage(target)
+    await b.incr_usage(scores, specs, {"d": 1, "b": 1, "a": 1, "c": 1, "z": 5}, {}, 10)
+    assert [m for m, _, _ in await b.top_usage(scores, specs, 10, 0)] == ["z", "a", "b", "c", "d"]
+    assert await b.top_usage(scores, specs, 3, 0) == [
+        ("z", 5.0, None),
+        ("a", 1.0, None),
+        ("b", 1.0, None),
+    ]
+
+
+async def test_usage_is_trimmed_to_max_tracked_with_its_specs(target: Target) -> None:
+    b, (scores, specs) = target.backend, usage(target)
+    counts = {"a": 5.0, "b": 4.0, "c": 3.0, "d": 1.0}
+    await b.incr_usage(scores, specs, counts, {m: m.upper().encode() for m in counts}, 2)
+    assert await b.top_usage(scores, specs, 10, 0) == [("a", 5.0, b"A"), ("b", 4.0, b"B")]
+    # "c" comes back without a spec: its spec went when it was trimmed.
+    await b.incr_usage(scores, specs, {"c": 1}, {}, 10)
+    assert await b.top_usage(scores, specs, 10, 0) == [
+        ("a", 5.0, b"A"),
+        ("b", 4.0, b"B"),
+        ("c", 1.0, None),
+    ]
+    # Where the cut falls inside a tie, the smaller members stay.
+    await b.incr_usage(scores, specs, {"x": 1, "w": 1}, {"w": b"W", "x": b"X"}, 4)
+    assert await b.top_usage(scores, specs, 10, 0) == [
+        ("a", 5.0, b"A"),
+        ("b", 4.0, b"B"),
+        ("c", 1.0, None),
+        ("w", 1.0, b"W"),
+    ]
+    await b.incr_usage(scores, specs, {}, {}, 0)
+    assert await b.top_usage(scores, specs, 10, 0) == []
+
+
+async def test_decay_multiplies_every_score(target: Target) -> None:
+    b, (scores, specs) = target.backend, usage(target)
+    await b.incr_usage(scores, specs, {"a": 4, "b": 1}, {"a": b"A"}, 10)
+    await b.decay_usage(scores, 0.5)
+    assert await b.top_usage(scores, specs, 10, 0) == [("a", 2.0, b"A"), ("b", 0.5, None)]
+    assert await b.top_usage(scores, specs, 10, 1) == [("a", 2.0, b"A")]
+    await b.decay_usage(scores, 1.0)
+    assert await b.top_usage(scores, specs, 1, 0) == [("a", 2.0, b"A")]
+    # Nothing tracked yet: no error, nothing made up.
+    await b.decay_usage(target.key("none", "~usage"), 0.5)
+    assert await b.top_usage(target.key("none", "~usage"), target.key("none", "~s"), 10, 0) == []
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+async def test_ping(backend: CacheBackend) -> None:
+    assert await backend.ping() is True
+
+
+async def test_close_leaves_a_working_backend_and_the_callers_client_open(target: Target) -> None:
+    await target.backend.close()
+    await target.backend.close()
+    key = target.key("users", "get:1")
+    assert await target.backend.fill(gen(target), key, 0, b"row", LONG_TTL)
+    assert await target.backend.read(gen(target), key) == (0, b"row")
+    if target.client is not None:
+        assert await target.client.ping()
+
+
+# -- Redis only ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "cluster"])
+async def own_client(
+    request: pytest.FixtureRequest, redis_cluster: RedisCluster
+) -> AsyncIterator[tuple[str, Redis | RedisCluster]]:
+    """A client of its own, built with ``decode_responses=True`` as many applications do (the
+    standalone one speaking RESP3 too), and a key prefix; its keys are deleted afterwards."""
+    prefix = f"brtest-{uuid.uuid4().hex[:12]}"
+    client: Redis | RedisCluster
+    if request.param == "redis":
+        client = Redis.from_url(REDIS_URL, decode_responses=True, protocol=3)
+    else:
+        port = redis_cluster.get_default_node().port
+        client = RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
+    try:
+        yield prefix, client
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.unlink(*keys)
+        await client.aclose()
+
+
+async def test_a_decoding_client_still_gets_bytes_back(
+    own_client: tuple[str, Redis | RedisCluster],
+) -> None:
+    prefix, client = own_client
+    b = RedisBackend(client)
+    generation, key = f"{prefix}:{{users}}:~gen", f"{prefix}:{{users}}:get:1"
+    payload = b"\xff\x00 not utf-8 \x80"
+    assert await b.fill(generation, key, 0, payload, LONG_TTL)
+    assert await b.read(generation, key) == (0, payload)
+    scores, specs = f"{prefix}:{{users}}:~usage", f"{prefix}:{{users}}:~usage-specs"
+    await b.incr_usage(scores, specs, {"q": 2}, {"q": b"\xfe spec"}, 10)
+    assert await b.top_usage(scores, specs, 10, 0) == [("q", 2.0, b"\xfe spec")]
+    assert await b.delete_pattern(f"{prefix}:*") == 1
+
+
+async def test_a_value_not_written_by_fill_is_never_served(redis_client: Redis) -> None:
+    # MemoryBackend cannot hold such a value; in Redis another program could have written one.
+    b, prefix = RedisBackend(redis_client), f"brtest-{uuid.uuid4().hex[:12]}"
+    keys = [f"{prefix}:{{users}}:get:{i}" for i in range(3)]
+    try:
+        await redis_client.mset({keys[0]: b"no separator", keys[1]: b"x1:payload"})
+        await redis_client.set(keys[2], b"0:payload")
+        assert await b.read_many(f"{prefix}:{{users}}:~gen", keys) == (0, [None, None, b"payload"])
+    finally:
+        await redis_client.unlink(*keys)
+
+
+async def test_scripts_are_reloaded_after_a_script_flush(
+    redis_cluster: RedisCluster, spare_redis: RedisServer
+) -> None:
+    # A server that restarted or was flushed has forgotten every script; on a cluster a node
+    # may also simply not have seen one yet. SCRIPT FLUSH is not something to do to the shared
+    # server, hence a spare one.
+    fill_sha = hashlib.sha1(_FILL.encode()).hexdigest()
+    standalone = Redis(host="127.0.0.1", port=spare_redis.port)
+    try:
+        for client in (standalone, redis_cluster):
+            b, prefix = RedisBackend(client), f"brtest-{uuid.uuid4().hex[:12]}"
+            models = [f"m{i}" for i in range(12)]  # on every node of the cluster
+            generation = f"{prefix}:{{users}}:~gen"
+            assert await b.fill(generation, f"{prefix}:{{users}}:a", 0, b"1", LONG_TTL)
+            await client.script_flush()  # RedisCluster sends it to every primary
+            nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
+            for node in nodes:
+                target = {} if node is None else {"target_nodes": node}
+                assert await client.execute_command("SCRIPT EXISTS", fill_sha, **target) in (
+                    [0],
+                    [False],
+                )
+            for m in models:
+                key = f"{prefix}:{{{m}}}:a"
+                assert await b.fill(f"{prefix}:{{{m}}}:~gen", key, 0, b"1", LONG_TTL)
+                await b.incr_usage(f"{prefix}:{{{m}}}:~u", f"{prefix}:{{{m}}}:~s", {"q": 1}, {}, 5)
+            await b.release_lease(f"{prefix}:{{users}}:~lease", "t")
+            assert await b.top_usage(f"{prefix}:{{m0}}:~u", f"{prefix}:{{m0}}:~s", 5, 0) == [
+                ("q", 1.0, None)
+            ]
+            assert await b.delete_pattern(f"{prefix}:*") == len(models) + 1
+            for m in models:
+                await client.unlink(f"{prefix}:{{{m}}}:~u")
+    finally:
+        await standalone.aclose()
+
+
+def test_only_asyncio_clients_are_accepted() -> None:
+    sync_client = redis.Redis()
+    try:
+        with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis or redis\.asyncio"):
+            RedisBackend(sync_client)  # type: ignore[arg-type]
+    finally:
+        sync_client.close()
+
+
+# -- the spare_redis fixture ---------------------------------------------------------------
+
+
+async def test_spare_redis_can_be_paused_resumed_killed_and_restarted(
+    spare_redis: RedisServer,
+) -> None:
+    port, process = spare_redis
+    assert (port, process) == (spare_redis.port, spare_redis.process)
+    # redis-py 8 retries 10 times with backoff by default (seconds against a dead server).
+    client = Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=0.3,
+        socket_connect_timeout=0.3,
+        retry=Retry(NoBackoff(), 0),
+    )
+    b = RedisBackend(client)
+    generation = "{users}:~gen"
+    try:
+        assert await b.bump(generation) == 1
+
+        spare_redis.pause()
+        with pytest.raises(redis.exceptions.TimeoutError):
+            await b.read(generation, "{users}:get:1")
+        spare_redis.resume()
+        assert await b.read(generation, "{users}:get:1") == (1, None)
+
+        spare_redis.kill()
+        assert spare_redis.process.returncode is not None
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await b.ping()
+        spare_redis.restart()
+        assert spare_redis.process is not process
+        assert spare_redis.port == port
+        # A restarted server keeps nothing: generations start again from zero.
+        assert await b.read(generation, "{users}:get:1") == (0, None)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.usefixtures("_redis_tools")
+async def test_delete_pattern_raises_the_clients_error_when_a_cluster_node_is_down(
+    tmp_path: Path,
+) -> None:
+    # A cluster of its own: this test kills one of its nodes.
+    servers = await asyncio.to_thread(start_cluster, tmp_path)
+    client = RedisCluster(host="127.0.0.1", port=servers[0].port, retry=Retry(NoBackoff(), 0))
+    try:
+        b = RedisBackend(client)
+        assert await b.fill("{users}:~gen", "{users}:get:1", 0, b"row", LONG_TTL)
+        assert await b.delete_pattern("*") == 1
+        servers[1].kill()
+        # The client's own error, as every other method raises, not an ExceptionGroup.
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await b.delete_pattern("*")
+        # Back on the same port with the same nodes.conf, the node rejoins (empty: nothing
+        # is persisted) and the backend reaches it again without being rebuilt.
+        servers[1].start()
+        await asyncio.to_thread(wait_for_cluster, servers)
+        assert await b.fill("{users}:~gen", "{users}:get:1", 0, b"row", LONG_TTL)
+        assert await b.delete_pattern("*") == 1
+        # (This also lets aclose() below close the connections: redis-py 8.1's
+        # RedisCluster.aclose() does nothing while a reinitialisation is pending after a
+        # connection error.)
+    finally:
+        await client.aclose()
+        for server in servers:
+            server.stop()
