@@ -10,8 +10,10 @@ runs on one machine never drop each other's tables.
 
 Fixtures: ``db_url`` (parametrised, ids = backend names), ``engine`` (one per backend and session),
 ``tables`` (fresh schema of ``tests.models`` for each test), ``session``, ``session_factory`` and
-``count_queries``. ``@pytest.mark.requires("insert_returning", ...)`` runs a test only where the
-connected dialect has every named capability (any boolean attribute of the SQLAlchemy dialect).
+``count_queries``; the Redis fixtures ``redis_client``, ``redis_cluster`` and ``spare_redis`` come
+from ``tests/redis_servers.py``. ``@pytest.mark.requires("insert_returning", ...)`` runs a test
+only where the connected dialect has every named capability (any boolean attribute of the
+SQLAlchemy dialect).
 """
 
 import asyncio
@@ -33,6 +35,12 @@ from sqlalchemy.ext.asyncio import (
 
 from baserepo import create_engine
 from tests.models import Base
+from tests.redis_servers import (  # fixtures, shared by every test directory
+    _redis_tools,  # noqa: F401
+    redis_client,  # noqa: F401
+    redis_cluster,  # noqa: F401
+    spare_redis,  # noqa: F401
+)
 
 DEFAULT_URLS = {
     "sqlite": "",  # a file under pytest's tmp dir, made per session

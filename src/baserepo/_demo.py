@@ -1,23 +1,29 @@
-"""The guided tour behind ``baserepo demo``: the user guide's bulk scenarios, run for real.
+"""The guided tour behind ``baserepo demo``: the user guide's bulk and cache scenarios, run
+for real.
 
 Each step calls the repository exactly as the guide does, prints what happened and adds its
 figures to the summary that :func:`main` returns (the smoke test asserts on it). The demo owns
 its database: it drops and recreates its one table at start, so it can be run again and again.
+The cache step uses the in-process backend, or Redis when given a URL; on Redis it works under
+a key prefix of its own run and deletes its keys at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Boolean, DateTime, Integer, String, make_url, text
+from sqlalchemy import Boolean, DateTime, Integer, String, func, make_url, select, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -26,9 +32,11 @@ from ._engine import create_engine
 from ._events import EventBus, EventType, RepositoryEvent
 from ._repository import BaseRepository
 from ._results import FailureKind
+from .cache import CacheConfig, CacheStats, CacheWarmingConfig
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +50,7 @@ __all__ = [
     "Reporter",
     "User",
     "default_database_url",
+    "default_redis_url",
     "ensure_database",
     "main",
     "population",
@@ -59,6 +68,12 @@ GUIDE_USERS = (
     {"name": "Jane Smith", "email": "jane@example.com"},
     {"name": "Bob Wilson", "email": "bob@example.com"},
 )
+
+
+CACHE_KEY_PREFIX = "baserepo-demo"
+"""Start of the cache's key prefix; each run adds its own suffix and deletes its keys."""
+CACHED_READS = 5
+"""Cached calls timed after the cold one (their median is the cached time)."""
 
 
 def utcnow() -> datetime:
@@ -178,6 +193,21 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{Path(tempfile.gettempdir()) / 'baserepo_demo.sqlite3'}"
 
 
+def default_redis_url() -> str | None:
+    """``$BASEREPO_REDIS_URL``, else None: the demo's cache then runs in-process."""
+    return os.environ.get("BASEREPO_REDIS_URL") or None
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
 async def ensure_database(url: str) -> None:
     """Create the URL's database on a PostgreSQL or MariaDB server when it does not exist."""
     parsed = make_url(url)
@@ -253,6 +283,7 @@ async def main(
     *,
     rows: int = DEFAULT_ROWS,
     reporter: Reporter | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Run every step on a fresh ``demo_users`` table and return what each one did.
 
@@ -262,15 +293,23 @@ async def main(
         rows: records written by the long streamed step (the staff table and the
             individual-vs-bulk comparison use ``min(rows, 1000)``).
         reporter: where the narration goes; plain ``print`` by default.
+        redis_url: the cache step's Redis (``redis://...``); None runs the cache in-process.
+            The CLI takes it from ``--redis-url`` or :func:`default_redis_url`.
     """
     if rows < MIN_ROWS:
         raise ValueError(f"rows must be at least {MIN_ROWS}, got {rows}")
     url = database_url or default_database_url()
     out: Reporter = reporter or PlainReporter()
     started = time.perf_counter()
-    await ensure_database(url)
-    engine = create_engine(url)
-    try:
+    async with AsyncExitStack() as cleanup:
+        # Connect to Redis first: a wrong URL fails the demo now, not after the bulk steps.
+        cache_client = None
+        if redis_url:
+            cache_client = await _redis_client(redis_url)
+            cleanup.push_async_callback(cache_client.aclose)
+        await ensure_database(url)
+        engine = create_engine(url)
+        cleanup.push_async_callback(engine.dispose)
         await _fresh_schema(engine)
         bus = EventBus()
         counter = EventCounter()
@@ -290,12 +329,11 @@ async def main(
             summary["errors"] = await _error_handling(repo, out)
             summary["rollback"] = await _transaction_rollback(session, repo, out, counter)
             summary["progress"] = await _long_stream(repo, out, rows)
+            summary["cache"] = await _query_cache(session, out, bus, cache_client, redis_url)
             summary["final"] = {
                 "visible": await repo.count(),
                 "soft_deleted": await repo.count(deleted_at__isnotnull=True),
             }
-    finally:
-        await engine.dispose()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     _print_summary(out, summary)
     return summary
@@ -638,9 +676,205 @@ async def _long_stream(repo: UserRepository, out: Reporter, rows: int) -> dict[s
     }
 
 
+async def _query_cache(
+    session: AsyncSession, out: Reporter, bus: EventBus, client: Any, redis_url: str | None
+) -> dict[str, Any]:
+    out.section("9. Query cache: cold vs cached, popular queries, warming, invalidation")
+    # A prefix of this run's own: entries of an earlier run (of another table that had the
+    # same name) must never be served, and this run's keys are deleted at the end.
+    prefix = f"{CACHE_KEY_PREFIX}-{uuid.uuid4().hex[:8]}"
+    warming_config = CacheWarmingConfig(
+        enabled=True,
+        popular_queries_limit=10,
+        min_usage_count=5,
+        warm_interval_seconds=3600,
+        track_usage=True,
+    )
+    cache_config = CacheConfig(
+        redis_client=client, default_ttl=600, warming_config=warming_config, key_prefix=prefix
+    )
+    backend = f"Redis at {redact(redis_url)}" if redis_url else "in-process (no server)"
+    out.say(f"Cache backend: {backend}; keys under {prefix}:")
+    repo = UserRepository(User, session, cache_config, event_bus=bus)
+    try:
+        return await _cache_scenarios(
+            session, repo, cache_config, out, "redis" if client else "memory"
+        )
+    finally:
+        await cache_config.settle()
+        if client is not None:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1_000)]
+            if keys:
+                await client.unlink(*keys)
+
+
+async def _redis_client(url: str) -> Any:
+    try:
+        from redis.asyncio import Redis  # the demo's only use of redis-py, and optional
+    except ImportError:
+        raise ConfigurationError(
+            "a Redis URL needs redis-py: pip install 'baserepo[redis]'"
+        ) from None
+    client = Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except Exception as error:
+        await client.aclose()
+        raise ConnectionError(f"Redis unreachable at {redact(url)}: {error}") from error
+    return client
+
+
+async def _cache_scenarios(
+    session: AsyncSession,
+    repo: UserRepository,
+    cache_config: CacheConfig,
+    out: Reporter,
+    backend: str,
+) -> dict[str, Any]:
+    def stats() -> CacheStats:
+        return cache_config.stats(User.__tablename__)  # what repo.cache_stats() returns
+
+    async def served(call: Callable[[], Awaitable[Any]]) -> tuple[str, float]:
+        """Run one read as a request would (no transaction left open); hit, miss or bypass."""
+        before = stats()
+        start = time.perf_counter()
+        await call()
+        seconds = time.perf_counter() - start
+        await session.commit()
+        after = stats()
+        if after.hits > before.hits:
+            return "hit", seconds
+        return ("miss" if after.misses > before.misses else "bypass"), seconds
+
+    # Each read starts outside a transaction, as a web request does: a read in a transaction
+    # whose snapshot may predate the cache's generation serves from the cache but never fills.
+    await session.commit()
+
+    def guide_query() -> Awaitable[Any]:
+        return repo.list(limit=100, is_active=True)
+
+    # The guide's "Cache Performance Monitoring".
+    cold_kind, cold_time = await served(guide_query)
+    await cache_config.settle()  # the fill runs in the background: let it land, untimed
+    cached = [await served(guide_query) for _ in range(CACHED_READS)]
+    cached_time = statistics.median(seconds for _, seconds in cached)
+    speedup = cold_time / cached_time if cached_time > 0 else 0
+    out.say(
+        f"Cold list(limit=100, is_active=True): {cold_time * 1000:.2f} ms ({cold_kind}); "
+        f"cached: {cached_time * 1000:.3f} ms (median of {CACHED_READS} hits)"
+    )
+    out.say(f"Cache speedup: {speedup:.1f}x")
+
+    # Popular queries: with the guide's query, three are used at least min_usage_count (5)
+    # times, two are not.
+    first_id = await session.scalar(select(func.min(User.id)))
+    await session.commit()
+    usage: list[tuple[Callable[[], Awaitable[Any]], int]] = [
+        (lambda: repo.count(is_active=True), 6),
+        (lambda: repo.list(department="sales", limit=20), 5),
+        (lambda: repo.get(first_id), 3),
+        (lambda: repo.list(department="qa"), 2),
+    ]
+    for call, times in usage:
+        for _ in range(times):
+            await served(call)
+            await cache_config.settle()
+    # cache_config is the guide's repo._cache_config.
+    popular_queries = cache_config.get_popular_queries()
+    usage_stats = cache_config._query_usage
+    # Counts as they are now: warming decays them (so yesterday's hot queries fade).
+    popular_uses = sorted((q.operation, q.usage_count) for q in popular_queries)
+    tracked = len(usage_stats)
+    out.say(f"Popular queries: {len(popular_queries)}")
+    out.say(f"Total tracked queries: {tracked}")
+    out.table(
+        "Popular queries (used at least 5 times)",
+        ("operation", "query", "uses"),
+        [(q.operation, _describe(q.spec), f"{q.usage_count:g}") for q in popular_queries],
+    )
+
+    # The guide's "Cache Management": a bulk write invalidates (after its commit), then the
+    # popular queries are warmed again before anyone asks for them.
+    created = await repo.bulk_create(
+        [{"name": f"Cached {i}", "email": f"cached{i}@example.com"} for i in range(10)]
+    )
+    should_warm = cache_config.should_warm_cache()
+    report = await repo.warm_cache()
+    out.say(
+        f"bulk_create of {created.success_count} users invalidated the model's entries; "
+        f"should_warm_cache(): {should_warm}"
+    )
+    out.say(
+        f"warm_cache(): {report.warmed} queries warmed, {report.already_cached} already "
+        f"cached, {report.failed} failed, in {report.duration_seconds * 1000:.1f} ms"
+    )
+    after_warm_kind, _ = await served(guide_query)
+    out.say(
+        f"The guide's query after warming: {after_warm_kind}; should_warm_cache() now: "
+        f"{cache_config.should_warm_cache()}"
+    )
+
+    # invalidate_cache(pattern) deletes the matching entries and then moves the generation
+    # (deleting alone would let a reader that read the old rows store them right after), so
+    # the kept count entry is retired too: refreshed from the database on its next read.
+    invalidated = await repo.invalidate_cache("list:*")
+    list_kind, _ = await served(guide_query)
+    count_kind, _ = await served(lambda: repo.count(is_active=True))
+    await cache_config.settle()
+    count_refreshed_kind, _ = await served(lambda: repo.count(is_active=True))
+    out.say(
+        f'invalidate_cache("list:*"): {invalidated} list entries deleted, generation moved; '
+        f"next list(): {list_kind}, next count(): {count_kind} (its entry was kept but "
+        f"retired, so it was read again), then count(): {count_refreshed_kind}"
+    )
+
+    final = stats()
+    out.say(
+        f"Stats: {final.hits} hits, {final.misses} misses, hit ratio {final.hit_ratio:.0%}; "
+        f"{final.fills} fills, {final.stale_fills_rejected} stale fills refused, "
+        f"{final.invalidations} invalidations, {final.backend_errors} backend errors, "
+        f"breaker {final.breaker_state}"
+    )
+    return {
+        "backend": backend,
+        "key_prefix": cache_config.key_prefix,
+        "cold": cold_kind,
+        "cached": [kind for kind, _ in cached],
+        "cold_seconds": round(cold_time, 6),
+        "cached_seconds": round(cached_time, 6),
+        "speedup": round(speedup, 1),
+        "popular": len(popular_queries),
+        "popular_uses": popular_uses,
+        "tracked": tracked,
+        "created": created.success_count,
+        "should_warm": should_warm,
+        "warmed": report.warmed,
+        "already_cached": report.already_cached,
+        "warm_failed": report.failed,
+        "after_warm": after_warm_kind,
+        "invalidated": invalidated,
+        "list_after_invalidate": list_kind,
+        "count_after_invalidate": count_kind,
+        "count_refreshed": count_refreshed_kind,
+        "hits": final.hits,
+        "misses": final.misses,
+        "hit_ratio": round(final.hit_ratio, 3),
+        "fills": final.fills,
+        "backend_errors": final.backend_errors,
+    }
+
+
+def _describe(spec: dict[str, Any] | None) -> str:
+    if spec is None:
+        return "?"
+    shown = {k: v for k, v in spec.items() if v not in (None, False, {}) and k != "operation"}
+    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
 def _print_summary(out: Reporter, summary: dict[str, Any]) -> None:
     perf, delete, update = summary["performance"], summary["delete"], summary["update"]
     errors, rollback, stream = summary["errors"], summary["rollback"], summary["progress"]
+    cache = summary["cache"]
     out.section("Summary")
     out.table(
         f"{summary['database']}: done in {summary['seconds']:.1f}s",
@@ -680,6 +914,13 @@ def _print_summary(out: Reporter, summary: dict[str, Any]) -> None:
             (
                 "streamed bulk_create",
                 f"{stream['created']:,} rows at {stream['rows_per_second']:,} rows/s",
+            ),
+            (
+                "query cache",
+                f"{cache['backend']}: cold {cache['cold_seconds'] * 1000:.2f} ms vs cached "
+                f"{cache['cached_seconds'] * 1000:.3f} ms = {cache['speedup']}x; "
+                f"{cache['popular']} popular of {cache['tracked']} tracked; "
+                f"{cache['warmed']} warmed; hit ratio {cache['hit_ratio']:.0%}",
             ),
         ],
     )

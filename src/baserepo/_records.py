@@ -217,7 +217,7 @@ def _numeric_check(sql_type: types.Numeric[Any]) -> Check:
         if why is None:
             number = decimal.Decimal(str(value)) if isinstance(value, float) else value
             # Rounded to the column's scale first, as the database stores it.
-            if decimal.Decimal(number).is_finite() and abs(round(number, scale or 0)) >= limit:
+            if decimal.Decimal(number).is_finite() and abs(_rounded(number, scale or 0)) >= limit:
                 why = f"{value} does not fit NUMERIC({precision}, {scale or 0})"
         return why
 
@@ -261,3 +261,12 @@ def _uuid_check(value: Any) -> str | None:
             return f"is not a valid UUID: {value!r:.60}"
         return None
     return f"expected UUID, got {type(value).__name__}"
+
+
+def _rounded(number: Any, scale: int) -> Any:
+    try:
+        return round(number, scale)
+    except decimal.InvalidOperation:
+        # More digits than the decimal context holds (1e26 at scale 2): far beyond any
+        # NUMERIC(p, s) limit anyway, so compare it unrounded.
+        return number

@@ -23,7 +23,7 @@ from ._ordering import OrderBy, order_clauses
 from ._records import RecordPreparer
 from ._transactions import after_commit, atomic, mark_written
 from .cache._codec import RowCodec
-from .cache.config import CacheConfig, CacheStats, WarmReport
+from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
 from .exceptions import ConfigurationError
 
 if typing.TYPE_CHECKING:
@@ -88,7 +88,12 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self._schemas = (create_schema, update_schema)
         self._preparer_cache: RecordPreparer | None = None
         self._soft_delete_column = soft_delete_column
-        self._cache_config: CacheConfig | None = cache_config
+        self._shared_cache_config = cache_config
+        # The guide reads repo._cache_config.should_warm_cache() / get_popular_queries():
+        # bound to this model they answer for it, not for whichever model warmed last.
+        self._cache_config: ModelCacheConfig | None = (
+            cache_config.bound_to(self._info.name) if cache_config is not None else None
+        )
         self._cache: QueryCache | None = (
             cache_config.query_cache(self._info) if cache_config is not None else None
         )
@@ -386,9 +391,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
     def cache_stats(self) -> CacheStats | None:
         """Hits, misses, fills... of this model's cache, or None without a cache."""
-        if self._cache_config is None:
+        if self._shared_cache_config is None:
             return None
-        return self._cache_config.stats(self._info.name)
+        return self._shared_cache_config.stats(self._info.name)
 
     async def _replay(self, operation: str, spec: dict[str, Any]) -> None:
         bind = self.session.bind
@@ -399,7 +404,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             replica = type(self)(
                 self.model,
                 session,
-                self._cache_config,
+                self._shared_cache_config,
                 event_bus=self.event_bus,
                 soft_delete_column=self._soft_delete_column,
             )
@@ -516,8 +521,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         codec = cache.codec
         if codec is None:
             return await load()
-        encode, decode = shape(codec)
-        return await cache.fetch(self.session, operation, spec, load, encode, decode)
+        prepare, decode = shape(codec)
+        return await cache.fetch(self.session, operation, spec, load, prepare, decode)
 
     async def _fresh(self, instance: ModelT) -> ModelT:
         # A commit expires instances when the session has expire_on_commit=True; reload now
@@ -578,26 +583,32 @@ def _concrete(arg: Any) -> type[Any] | None:
     return arg if isinstance(arg, type) else None
 
 
-_Shape = Callable[[RowCodec], tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]
+# How a read's result is captured for the cache (returning the serialiser to run later) and
+# rebuilt from it: lists of rows, a single row or None, a count.
+_Prepare = Callable[[Any], Callable[[], bytes]]
+_Shape = Callable[[RowCodec], tuple[_Prepare, Callable[[bytes], Any]]]
 
 
-def _rows(codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    return codec.encode, codec.decode
+def _rows(codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
+    return codec.snapshot, codec.decode
 
 
-def _one(codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    def encode(found: Any) -> bytes:
-        return codec.encode([] if found is None else [found])
+def _one(codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
+    def prepare(found: Any) -> Callable[[], bytes]:
+        return codec.snapshot([] if found is None else [found])
 
     def decode(payload: bytes) -> Any:
         rows = codec.decode(payload)
         return rows[0] if rows else None
 
-    return encode, decode
+    return prepare, decode
 
 
-def _count(_codec: RowCodec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    return orjson.dumps, orjson.loads
+def _count(_codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
+    def prepare(total: Any) -> Callable[[], bytes]:
+        return lambda: orjson.dumps(total)
+
+    return prepare, orjson.loads
 
 
 _ROWS: _Shape = _rows

@@ -99,9 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="walk through the user guide's bulk operations on a real database",
-        description="Walk through the user guide's bulk operations on a fresh demo_users table "
-        "(dropped and recreated on every run).",
+        help="walk through the user guide's bulk operations and query cache on a real database",
+        description="Walk through the user guide's bulk operations and query cache on a fresh "
+        "demo_users table (dropped and recreated on every run).",
     )
     demo.add_argument(
         "--database-url",
@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         f"staff table and the individual-vs-bulk comparison use min(N, "
         f"{_demo.POPULATION_LIMIT:,})",
     )
+    demo.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help="Redis for the query cache step, e.g. redis://127.0.0.1:6379/0; the demo's keys "
+        "are deleted at the end (default: $BASEREPO_REDIS_URL, else an in-process cache)",
+    )
     demo.add_argument("--plain", action="store_true", help="plain text even if rich is installed")
     commands.add_parser(
         "bench",
@@ -139,8 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     url = args.database_url or _demo.default_database_url()
+    redis_url = args.redis_url or _demo.default_redis_url()
     try:
-        asyncio.run(_demo.main(url, rows=args.rows, reporter=_reporter(args.plain)))
+        asyncio.run(
+            _demo.main(url, rows=args.rows, reporter=_reporter(args.plain), redis_url=redis_url)
+        )
     except KeyboardInterrupt:
         return 130
     except (BaseRepoError, sa_exc.SQLAlchemyError, OSError) as exc:

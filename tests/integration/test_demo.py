@@ -1,8 +1,10 @@
-"""Smoke test of ``baserepo demo`` on every database: it runs, and every step did what it says.
+"""Smoke test of ``baserepo demo`` on every database, with its cache step on the in-process
+backend and on the shared Redis: it runs, and every step did what it says.
 
 The demo owns its database (``baserepo_demo`` on the servers, a temporary SQLite file here), so
 this test does not use the shared ``db_url`` fixture. Expected counts are recomputed in plain
-Python from the demo's own staff records, independently of the database.
+Python from the demo's own staff records, independently of the database. On Redis the demo works
+under a key prefix of its own run and deletes its keys; the test checks that none is left.
 """
 
 import math
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
-from baserepo import _demo
+from baserepo import _demo, cli
 from baserepo._demo import GUIDE_USERS, population, utcnow
+from tests.redis_servers import REDIS_URL, free_port
 
 DEMO_URLS = {
     "sqlite": "",  # a file under the test's tmp_path
@@ -102,15 +106,30 @@ def demo_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return DEMO_URLS[request.param]
 
 
-async def test_demo_runs_every_step_of_the_guide(demo_url: str) -> None:
+@pytest.fixture(params=["memory", "redis"])
+def cache(request: pytest.FixtureRequest) -> str:
+    """The cache step's backend: in-process (the demo's default) or the shared Redis."""
+    return str(request.param)
+
+
+async def _keys_under(prefix: str) -> list[bytes]:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        return [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    finally:
+        await client.aclose()
+
+
+async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> None:
     reporter = RecordingReporter()
-    summary = await _demo.main(demo_url, rows=ROWS, reporter=reporter)
+    redis_url = REDIS_URL if cache == "redis" else None
+    summary = await _demo.main(demo_url, rows=ROWS, reporter=reporter, redis_url=redis_url)
     expected = _expected(ROWS)
     staff = min(ROWS, _demo.POPULATION_LIMIT)
 
     assert summary["database"] in ("sqlite", "postgresql", "mariadb")
     assert [title.split(".")[0] for title in reporter.sections[1:]] == [
-        *"12345678",
+        *"123456789",
         "Summary",
     ]
 
@@ -184,6 +203,40 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str) -> None:
     assert stream["progress_monotonic"] is True
     assert reporter.progress_updates[-1] == ROWS
 
+    cached = summary["cache"]
+    assert cached["backend"] == cache
+    # The guide's cold vs cached list(limit=100, is_active=True): a miss, then hits only.
+    assert cached["cold"] == "miss"
+    assert cached["cached"] == ["hit"] * _demo.CACHED_READS
+    assert cached["cold_seconds"] > cached["cached_seconds"] > 0
+    assert cached["speedup"] > 1
+    # Popular queries: the guide's list and count(is_active=True) 6 uses, the sales list 5;
+    # get() 3 and the qa list 2, under min_usage_count=5, are tracked but not popular.
+    assert cached["popular"] == 3
+    assert cached["popular_uses"] == [("count", 6), ("list", 5), ("list", 6)]
+    assert cached["tracked"] == 5
+    # bulk_create invalidated them; warm_cache() ran all three popular queries again.
+    assert cached["created"] == 10
+    assert cached["should_warm"] is True
+    assert (cached["warmed"], cached["already_cached"], cached["warm_failed"]) == (3, 0, 0)
+    assert cached["after_warm"] == "hit"
+    # invalidate_cache("list:*") deletes the three list entries, and only those, then moves
+    # the generation: the kept count entry is retired too, read again from the database
+    # (and filled), then served from the cache.
+    assert cached["invalidated"] == 3
+    assert cached["list_after_invalidate"] == "miss"
+    assert cached["count_after_invalidate"] == "miss"
+    assert cached["count_refreshed"] == "hit"
+    # 19 reads were hits; 5 first reads, 2 reads after invalidate_cache and the 3 warming
+    # replays were misses, and each of them filled.
+    assert (cached["hits"], cached["misses"]) == (19, 10)
+    assert cached["hit_ratio"] == round(19 / 29, 3)
+    assert cached["fills"] == 10
+    assert cached["backend_errors"] == 0
+    assert cached["key_prefix"].startswith(f"{_demo.CACHE_KEY_PREFIX}-")
+    if redis_url:
+        assert await _keys_under(cached["key_prefix"]) == []  # the demo deleted its keys
+
     visible = (
         len(GUIDE_USERS)
         + expected["live"]
@@ -193,6 +246,25 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str) -> None:
         + errors["created"]
         + errors["retry_created"]
         + ROWS
+        + cached["created"]
     )
     assert summary["final"] == {"visible": visible, "soft_deleted": expected["soft"]}
     assert summary["seconds"] < 30
+
+
+@pytest.mark.parametrize("source", ["option", "environment"])
+def test_demo_stops_at_once_when_its_redis_is_unreachable(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checked before any step runs, and reported without a traceback or the password.
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    args = ["demo", "--plain", "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"]
+    if source == "option":
+        args += ["--redis-url", url]
+    else:
+        monkeypatch.setenv("BASEREPO_REDIS_URL", url)
+    assert cli.main(args) == 1
+    out, err = capsys.readouterr()
+    assert "Redis unreachable at redis://:***@127.0.0.1:" in err
+    assert "hunter2" not in err + out
+    assert "1. bulk_create" not in out

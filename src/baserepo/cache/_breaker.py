@@ -33,7 +33,10 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
-        self._trial_running = False
+        # When the one trial call of the half-open state was let through. A trial whose
+        # caller was cancelled never reports back; it is given up after reset_seconds, or
+        # no call would ever be allowed again.
+        self._trial_started_at: float | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -47,18 +50,21 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.CLOSED:
             return True
-        if state is BreakerState.HALF_OPEN and not self._trial_running:
-            self._trial_running = True
-            return True
+        if state is BreakerState.HALF_OPEN:
+            now = self._clock()
+            started = self._trial_started_at
+            if started is None or now - started >= self._reset_seconds:
+                self._trial_started_at = now
+                return True
         return False
 
     def succeeded(self) -> None:
         self._failures = 0
         self._opened_at = None
-        self._trial_running = False
+        self._trial_started_at = None
 
     def failed(self) -> None:
-        self._trial_running = False
+        self._trial_started_at = None
         self._failures += 1
         if self._opened_at is not None or self._failures >= self._threshold:
             self._opened_at = self._clock()

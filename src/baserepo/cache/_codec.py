@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import math
 import operator
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,14 @@ class UnsupportedColumn(Exception):
 
 def _converters(sql_type: types.TypeEngine[Any]) -> tuple[Any, Any]:
     """(encode, decode) for one column type; ``None`` means orjson keeps the value as is."""
+    # Interval is itself a TypeDecorator (over DateTime where the database has no INTERVAL
+    # type), so it must be matched before the TypeDecorator rule, which would refuse it and
+    # leave every model with an Interval column uncached.
+    if isinstance(sql_type, types.Interval):
+        return (
+            lambda v: [v.days, v.seconds, v.microseconds],
+            lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+        )
     if isinstance(sql_type, types.TypeDecorator):
         try:
             python_type = sql_type.python_type
@@ -48,21 +57,20 @@ def _converters(sql_type: types.TypeEngine[Any]) -> tuple[Any, Any]:
         return (lambda v: v.name), (lambda v: enum_class[v])
     if isinstance(sql_type, types.JSON | types.Boolean | types.String | types.Integer):
         return None, None
-    if isinstance(sql_type, types.Numeric):  # Float included
+    # Float subclasses Numeric in SQLAlchemy 2.0 but not in 2.1 (both derive from
+    # NumericCommon there), so name both: missing Float left such models uncached.
+    if isinstance(sql_type, types.Numeric | types.Float):
         if sql_type.asdecimal:
             return str, decimal.Decimal
-        return None, None
+        # orjson writes inf and nan as null, so a cached row would turn them into None;
+        # carry them as text ("inf", "nan"), which float() reads back.
+        return _finite_or_text, float
     if isinstance(sql_type, types.DateTime):
         return None, dt.datetime.fromisoformat
     if isinstance(sql_type, types.Date):
         return None, dt.date.fromisoformat
     if isinstance(sql_type, types.Time):
         return None, dt.time.fromisoformat
-    if isinstance(sql_type, types.Interval):
-        return (
-            lambda v: [v.days, v.seconds, v.microseconds],
-            lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
-        )
     if isinstance(sql_type, types.Uuid):
         if sql_type.as_uuid:
             return str, uuid.UUID
@@ -72,6 +80,10 @@ def _converters(sql_type: types.TypeEngine[Any]) -> tuple[Any, Any]:
     if isinstance(sql_type, types.ARRAY):
         return None, None
     raise UnsupportedColumn(type(sql_type).__name__)
+
+
+def _finite_or_text(value: float) -> float | str:
+    return value if math.isfinite(value) else repr(value)
 
 
 class RowCodec:
@@ -85,6 +97,10 @@ class RowCodec:
         self._encoders = [encode for encode, _ in pairs]
         self._decoders = [decode for _, decode in pairs]
         self._plain_encode = all(e is None for e in self._encoders)
+        self._mutable = any(
+            isinstance(column.type, types.JSON | types.ARRAY | types.PickleType)
+            for column in info.columns.values()
+        )
         # itemgetter(*attrs)(instance.__dict__) reads a row's values in one C call.
         self._values_of = (
             operator.itemgetter(*self._attrs)
@@ -104,13 +120,30 @@ class RowCodec:
             self._attrs.index(info.pk_attr),
         )
 
+    def snapshot(self, instances: list[Any]) -> Callable[[], bytes]:
+        """Capture the rows now, serialise them later (off the caller's path).
+
+        Column values of immutable types are captured by reference; a model with mutable
+        ones (JSON, ARRAY) is serialised at once, since the caller could change them.
+        """
+        if self._mutable:
+            payload = self.encode(instances)
+            return lambda: payload
+        rows = self._rows(instances)
+        return lambda: self._serialize(rows)
+
     def encode(self, instances: list[Any]) -> bytes:
+        return self._serialize(self._rows(instances))
+
+    def _rows(self, instances: list[Any]) -> list[tuple[Any, ...]]:
         values_of = self._values_of
         try:
-            rows = [values_of(instance.__dict__) for instance in instances]
+            return [values_of(instance.__dict__) for instance in instances]
         except KeyError as missing:
             # A deferred or expired column: caching a partial row would serve holes.
             raise UnsupportedColumn(f"column {missing} not loaded") from None
+
+    def _serialize(self, rows: list[tuple[Any, ...]]) -> bytes:
         if not self._plain_encode:
             encoders = self._encoders
             rows = [
@@ -120,7 +153,12 @@ class RowCodec:
                 )
                 for row in rows
             ]
-        return orjson.dumps(rows)
+        try:
+            return orjson.dumps(rows)
+        except TypeError as error:
+            # orjson.JSONEncodeError (a TypeError): e.g. an integer past 64 bits inside a
+            # JSON document. Such a result is not cached; the read itself must not fail.
+            raise UnsupportedColumn(str(error)) from None
 
     def decode(self, payload: bytes) -> list[Any]:
         return self._build(orjson.loads(payload))

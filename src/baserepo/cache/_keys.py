@@ -55,7 +55,14 @@ class KeySpace:
 
 # Values that JSON has no type for are tagged, so a replayed query gets the same Python
 # values back (a datetime filter must not come back as a string).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _tag(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first: this runs on every cached read
+        return value
+    if isinstance(value, dict):
+        return {str(k): _tag(v) for k, v in value.items()}
     if isinstance(value, dt.datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, dt.date):
@@ -72,9 +79,7 @@ def _tag(value: Any) -> Any:
         return {"$set": sorted((_tag(v) for v in value), key=orjson.dumps)}
     if isinstance(value, list | tuple):
         return [_tag(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _tag(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str | int | float | bool):  # subclasses (IntEnum, str enums)
         return value
     raise NotCacheable(f"cannot key a query on a {type(value).__name__}")
 

@@ -72,7 +72,9 @@ class MemoryBackend:
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
     ) -> bool:
-        if self._generations.get(generation_key, 0) != generation:
+        # A model without a generation yet accepts no fill: generations are created by
+        # bump() from the clock, so a reader's number from before a data loss never matches.
+        if self._generations.get(generation_key) != generation:
             return False
         self._set(key, b"%d:%b" % (generation, payload), ttl_seconds)
         return True

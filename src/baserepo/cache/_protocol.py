@@ -65,8 +65,8 @@ class CacheBackend(Protocol):
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
     ) -> bool:
-        """Store ``payload`` under ``key`` with a TTL only if the model's generation still equals
-        ``generation``; atomic. Returns False (nothing stored) when it moved on."""
+        """Store ``payload`` under ``key`` with a TTL only if the model's generation exists and
+        still equals ``generation``; atomic. Returns False (nothing stored) otherwise."""
         ...
 
     async def bump(self, generation_key: str) -> int:

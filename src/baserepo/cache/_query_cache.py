@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +42,7 @@ T = TypeVar("T")
 TRACKED_OPERATIONS = frozenset({"list", "count", "get", "get_many"})
 _PER_STATEMENT_SNAPSHOT = frozenset({"READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT"})
 _ISOLATION_KEY = "baserepo.isolation_level"
+_SNAPSHOT_GENERATIONS_KEY = "baserepo.snapshot_generations"
 _LEASE_POLL_SECONDS = 0.01
 
 # Set while warm_cache() replays queries, so replays are not counted as uses.
@@ -69,6 +71,11 @@ class QueryCache:
             self.codec = None
         self._flights: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._generation_creation: asyncio.Future[Any] | None = None
+        # Generations this process created (counted) and the last one: a reader whose "no
+        # generation" answer predates a creation that has finished since uses that one.
+        self._generations_created = 0
+        self._created_generation = 0
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -78,10 +85,14 @@ class QueryCache:
         operation: str,
         spec: dict[str, Any],
         load: Callable[[], Awaitable[T]],
-        encode: Callable[[T], bytes],
+        prepare: Callable[[T], Callable[[], bytes]],
         decode: Callable[[bytes], T],
     ) -> T:
-        """``load()``'s result, from the cache when a current entry exists."""
+        """``load()``'s result, from the cache when a current entry exists.
+
+        ``prepare(result)`` captures what must be stored (cheaply, before the caller can
+        change the instances) and returns the function that makes the bytes later.
+        """
         config = self.config
         if not config.enabled or self.codec is None:
             return await load()
@@ -108,6 +119,7 @@ class QueryCache:
 
         key = self.keys.entry(operation, digest)
         lease_key = self.keys.lease(digest)
+        created_before_read = self._generations_created
         entry = await config.call(
             self.table,
             lambda: config.backend.read_with_lease(self.keys.generation, key, lease_key),
@@ -116,6 +128,15 @@ class QueryCache:
             counters.misses += 1
             return await load()
         generation, payload, lease_taken = entry
+        if generation == 0:
+            # No generation yet (first use, or the backend lost its data): create one from
+            # the clock before reading the database. Fills at 0 are refused, so a reader
+            # from before a Redis restart can never store what it read back then.
+            created = await self._create_generation(created_before_read)
+            if created is FAILED:
+                counters.misses += 1
+                return await load()
+            generation, payload = int(created), None
         if payload is None:
             flight = self._flights.get((key, generation))
             if flight is not None:
@@ -129,7 +150,7 @@ class QueryCache:
             counters.hits += 1
             return decode(payload)
         counters.misses += 1
-        return await self._lead(session, key, generation, lease_key, load, encode)
+        return await self._lead(session, key, generation, lease_key, load, prepare)
 
     async def _lead(
         self,
@@ -138,68 +159,106 @@ class QueryCache:
         generation: int,
         lease_key: str,
         load: Callable[[], Awaitable[T]],
-        encode: Callable[[T], bytes],
+        prepare: Callable[[T], Callable[[], bytes]],
     ) -> T:
         config = self.config
         flight_key = (key, generation)
         flight: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._flights[flight_key] = flight
-        payload = None
+        # A query that outlives lease_after_seconds takes the fill lease, so processes that
+        # miss meanwhile wait for our entry instead of running it too. Fast queries never
+        # pay the round trip: a stampede of them costs less than coordinating it.
+        lease = _Lease()
+        timer = asyncio.get_running_loop().call_later(
+            config.lease_after_seconds, self._take_lease, lease, lease_key
+        )
+        serialize: Callable[[], bytes] | None = None
         may_fill = False
-        token = uuid.uuid4().hex
-        # The lease is taken while the query runs, not before it: waiting for it would add a
-        # round trip to every miss. Processes arriving from now on see it and wait for us.
-        lease: asyncio.Task[Any] = asyncio.create_task(
+        try:
+            opens_transaction = session.sync_session.get_transaction() is None
+            may_fill = await self._snapshot_is_fresh(session, generation)
+            result = await load()
+            if opens_transaction:
+                self._remember_snapshot_generation(session, generation)
+            serialize = self._prepare(prepare, result)
+        finally:
+            timer.cancel()
+            # The caller gets its rows now; turning them into bytes and storing them happen
+            # in the background, and the flight stays open until the entry has landed so
+            # that callers arriving meanwhile share it.
+            self._in_background(
+                self._store(flight, flight_key, serialize, may_fill, lease_key, lease)
+            )
+        return result
+
+    def _take_lease(self, lease: _Lease, lease_key: str) -> None:
+        config = self.config
+        token = lease.token = uuid.uuid4().hex
+        lease.task = asyncio.create_task(
             config.call(
                 self.table,
                 lambda: config.backend.acquire_lease(lease_key, token, config.lease_seconds),
             )
         )
-        try:
-            may_fill = await self._snapshot_is_fresh(session)
-            result = await load()
-            payload = self._encode(encode, result)
-        finally:
-            flight.set_result(payload)
-            # The caller gets its rows now; storing them happens in the background, and the
-            # flight stays open until it lands so that callers arriving meanwhile share it.
-            self._in_background(
-                self._store(flight_key, payload if may_fill else None, lease_key, token, lease)
-            )
-        return result
 
     async def _store(
         self,
+        flight: asyncio.Future[bytes | None],
         flight_key: tuple[str, int],
-        payload: bytes | None,
+        serialize: Callable[[], bytes] | None,
+        may_fill: bool,
         lease_key: str,
-        token: str,
-        lease: asyncio.Task[Any],
+        lease: _Lease,
     ) -> None:
         config = self.config
         key, generation = flight_key
+        payload = None
         try:
-            held = (await lease) is True
-            if payload is None:
+            try:
+                payload = serialize() if serialize is not None else None
+            except (UnsupportedColumn, TypeError, ValueError) as unstorable:
+                # A value orjson cannot write (an integer beyond 64 bits in a JSON column):
+                # the caller already has its rows; this result just is not cached.
+                logger.debug("not caching a %s result: %s", self.table, unstorable)
+            finally:
+                # Rows from a snapshot older than the generation we read must not reach
+                # callers that joined the flight either: they started later and may be owed
+                # a commit our snapshot missed. None makes each of them run its own query.
+                flight.set_result(payload if may_fill else None)
+            held = lease.task is not None and (await lease.task) is True
+            token = lease.token
+            # An untrusted model missed an invalidation: a fill now (at the generation Redis
+            # still has, or at 0 after a restart) would hand other processes rows older than
+            # that write. Only a successful bump (_make_safe, on the next read) lifts that.
+            if payload is None or not may_fill or not config.is_trusted(self.table):
                 if held:
                     await config.call(
                         self.table, lambda: config.backend.release_lease(lease_key, token)
                     )
                 return
-            # Without the lease (another process took it first) we still fill: the
-            # generation check keeps it safe, and the entry is there sooner.
-            stored = await config.call(
-                self.table,
-                lambda: config.backend.fill_and_release(
-                    self.keys.generation,
-                    key,
-                    generation,
-                    payload,
-                    config.default_ttl,
-                    lease_key,
-                    token,
-                ),
-            )
+            backend = config.backend
+            if held:
+                stored = await config.call(
+                    self.table,
+                    lambda: backend.fill_and_release(
+                        self.keys.generation,
+                        key,
+                        generation,
+                        payload,
+                        config.default_ttl,
+                        lease_key,
+                        token,
+                    ),
+                )
+            else:
+                # No lease (a fast query, or another process took it first): fill anyway;
+                # the generation check keeps it safe, and the entry is there sooner.
+                stored = await config.call(
+                    self.table,
+                    lambda: backend.fill(
+                        self.keys.generation, key, generation, payload, config.default_ttl
+                    ),
+                )
             counters = config.counters(self.table)
             if stored is True:
                 counters.fills += 1
@@ -218,31 +277,52 @@ class QueryCache:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    def _encode(self, encode: Callable[[T], bytes], result: T) -> bytes | None:
+    def _prepare(
+        self, prepare: Callable[[T], Callable[[], bytes]], result: T
+    ) -> Callable[[], bytes] | None:
         try:
-            return encode(result)
+            return prepare(result)
         except UnsupportedColumn:
             return None
 
-    async def _snapshot_is_fresh(self, session: AsyncSession) -> bool:
-        """Will the query see every commit made before we read the generation?"""
-        transaction = session.sync_session.get_transaction()
+    async def _snapshot_is_fresh(self, session: AsyncSession, generation: int) -> bool:
+        """Will the query see every commit made before ``generation`` was read?"""
+        sync_session = session.sync_session
+        transaction = sync_session.get_transaction()
         if transaction is None:
             return True  # our query opens the transaction, after the generation read
-        known = session.sync_session.info.get(_ISOLATION_KEY)
+        known = sync_session.info.get(_ISOLATION_KEY)
         if known is None or known[0] is not transaction:
             connection = await session.connection()
             level = str(await connection.get_isolation_level()).replace("-", " ").upper()
             known = (transaction, level)
-            session.sync_session.info[_ISOLATION_KEY] = known
-        return bool(known[1] in _PER_STATEMENT_SNAPSHOT)
+            sync_session.info[_ISOLATION_KEY] = known
+        if known[1] in _PER_STATEMENT_SNAPSHOT:
+            return True
+        # A snapshot taken at the transaction's first read holds everything committed
+        # before that read. If one of our reads opened the transaction and the model's
+        # generation has not moved since, no write to the model committed in between (a
+        # write bumps after its commit), so the snapshot is as fresh as the generation.
+        remembered = sync_session.info.get(_SNAPSHOT_GENERATIONS_KEY)
+        return bool(
+            remembered is not None
+            and remembered[0] is transaction
+            and remembered[1].get(self.table) == generation
+        )
+
+    def _remember_snapshot_generation(self, session: AsyncSession, generation: int) -> None:
+        sync_session = session.sync_session
+        transaction = sync_session.get_transaction()
+        if transaction is not None:
+            sync_session.info[_SNAPSHOT_GENERATIONS_KEY] = (transaction, {self.table: generation})
 
     async def _wait_for_fill(self, key: str, generation: int) -> bytes | None:
         """Poll for the lease holder's entry for up to ``lease_wait_seconds``; if the holder
         is in this process, join its flight instead."""
         config = self.config
-        deadline = config.clock() + config.lease_wait_seconds
-        while config.clock() < deadline:
+        # Counted in polls, not read from config.clock: a frozen test clock must not turn
+        # this wait into an endless loop.
+        for _ in range(max(1, math.ceil(config.lease_wait_seconds / _LEASE_POLL_SECONDS))):
             flight = self._flights.get((key, generation))
             if flight is not None:
                 return await asyncio.shield(flight)
@@ -265,6 +345,11 @@ class QueryCache:
         counters = config.counters(self.table)
         counters.invalidations += 1
         bumped = await config.call(self.table, lambda: config.backend.bump(self.keys.generation))
+        if bumped is not FAILED:
+            # Every entry older than this bump is now dead, including any a missed
+            # invalidation should have removed: the model can be trusted again.
+            config.trust(self.table)
+            return
         if bumped is FAILED:
             counters.invalidation_failures += 1
             # Entries written before this write must not be served after it: bypass the
@@ -273,18 +358,43 @@ class QueryCache:
 
     async def invalidate_pattern(self, pattern: str) -> int:
         config = self.config
-        counters = config.counters(self.table)
-        counters.invalidations += 1
         deleted = await config.call(
             self.table, lambda: config.backend.delete_pattern(self.keys.pattern(pattern))
         )
-        if deleted is FAILED:
-            counters.invalidation_failures += 1
-            config.distrust(self.table)
-            return 0
-        if pattern.strip(":") == "*":
-            await self.invalidate()
-        return int(deleted)
+        # Deleting is not enough: a reader that read the old rows before this call could
+        # store them right after it. Moving the generation refuses that fill (and retires
+        # the model's other entries too; they are refreshed on their next read). If the
+        # bump fails, invalidate() stops trusting the cache; undeleted entries are then
+        # only memory.
+        await self.invalidate()
+        return 0 if deleted is FAILED else int(deleted)
+
+    async def _create_generation(self, created_before_read: int) -> Any:
+        """Bump once for every caller of this process that found no generation at the same
+        time: a hundred concurrent first reads must share one generation (and so one
+        single-flight query), not make a hundred."""
+        if self._generations_created != created_before_read:
+            # This caller's read was sent before a creation of ours finished, and its reply
+            # (no generation) was handled after. Bumping again would give it a generation of its own (a second
+            # query, and the first caller's fill refused); the one just created is as good,
+            # since it was created before this caller's query runs. If the backend lost it
+            # meanwhile, the fill is refused, as for any reader.
+            return self._created_generation
+        pending = self._generation_creation
+        if pending is None:
+            config = self.config
+            pending = asyncio.ensure_future(
+                config.call(self.table, lambda: config.backend.bump(self.keys.generation))
+            )
+            self._generation_creation = pending
+            pending.add_done_callback(self._generation_created)
+        return await asyncio.shield(pending)
+
+    def _generation_created(self, done: asyncio.Future[Any]) -> None:
+        self._generation_creation = None
+        if not done.cancelled() and done.exception() is None and done.result() is not FAILED:
+            self._created_generation = int(done.result())
+            self._generations_created += 1
 
     async def _make_safe(self) -> bool:
         config = self.config
@@ -328,6 +438,9 @@ class QueryCache:
 
         for digest, score, spec in top:
             scores[digest] = score
+            tracked = config._query_usage.get(f"{self.table}:{digest}")
+            if tracked is not None:
+                tracked.count = score  # the fleet-wide score, decayed at every warm
             tracked_key = f"{self.table}:{digest}"
             if tracked_key not in config._query_usage and spec is not None:
                 decoded = decode_spec(spec)
@@ -340,7 +453,7 @@ class QueryCache:
     async def warm(self, replay: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> WarmReport:
         """Replay the popular queries through the guarded fill path."""
         config = self.config
-        started = config.clock()
+        started, started_at = config.clock(), config.wall_clock()
         await self.sync_usage()
         popular = config.get_popular_queries(model=self.table)
         counters = config.counters(self.table)
@@ -370,7 +483,13 @@ class QueryCache:
             _replaying.reset(token)
         await self._decay()
         report = WarmReport(
-            self.table, warmed, already, failed, started, config.clock() - started, tuple(popular)
+            self.table,
+            warmed,
+            already,
+            failed,
+            started_at,
+            config.clock() - started,
+            tuple(popular),
         )
         config.mark_warmed(report)
         return report
@@ -383,6 +502,16 @@ class QueryCache:
             if usage.model == self.table:
                 usage.count *= factor
         await self.sync_usage()
+
+
+class _Lease:
+    """The fill lease of one miss, if its query ran long enough to take one."""
+
+    __slots__ = ("task", "token")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.token = ""
 
 
 def _replayable(usage: QueryUsage) -> dict[str, Any] | None:

@@ -35,10 +35,12 @@ _SCAN_COUNT = 500
 _UNLINK_CHUNK = 500
 _METADATA_MARK = ":~"
 
-# Compare-and-set. The generation is compared as a string: INCR keeps it canonical, and a
+# Compare-and-set; a missing generation (GET gives false) matches nothing, so nothing is
+# filled before bump() has created the generation from the clock. The generation is compared
+# as a string: INCR keeps it canonical, and a
 # string compare cannot lose precision the way Lua's doubles would past 2**53.
 _FILL = """
-local current = redis.call('GET', KEYS[1]) or '0'
+local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[1] then
   return 0
 end
@@ -125,7 +127,7 @@ return {members, scores, specs}
 # _FILL, then _RELEASE of the lease. KEYS: generation, entry, lease.
 # ARGV: generation, stored value, ttl ms, token.
 _FILL_AND_RELEASE = """
-local current = redis.call('GET', KEYS[1]) or '0'
+local current = redis.call('GET', KEYS[1])
 local stored = 0
 if current == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -185,6 +187,10 @@ class RedisBackend:
             )
         self._client = client
         self._execute = cast("_Executes", client).execute_command
+        if isinstance(client, RedisCluster):
+            self._execute = self._execute_on_cluster
+        self._cluster_ready = False
+        self._cluster_lock: asyncio.Lock | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
     # -- entries ---------------------------------------------------------------------------
@@ -334,6 +340,19 @@ class RedisBackend:
         """Forget the registered scripts. The client belongs to the caller, who may share it
         with other code, so it is left open; the backend still works if used again."""
         self._scripts.clear()
+
+    async def _execute_on_cluster(self, *args: Any, **options: Any) -> Any:
+        # A RedisCluster that has not loaded its slot map yet drops some commands of a
+        # concurrent burst (redis-py 8.1: "'NoneType' object has no attribute 'writelines'");
+        # load it once, under a lock, before the first command.
+        if not self._cluster_ready:
+            if self._cluster_lock is None:
+                self._cluster_lock = asyncio.Lock()
+            async with self._cluster_lock:
+                if not self._cluster_ready:
+                    await cast("RedisCluster", self._client).initialize()
+                    self._cluster_ready = True
+        return await cast("_Executes", self._client).execute_command(*args, **options)
 
     # -- scripts ---------------------------------------------------------------------------
 

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from ._protocol import CacheBackend
     from ._query_cache import QueryCache
 
-__all__ = ["CacheConfig", "CacheStats", "CacheWarmingConfig", "QueryUsage", "WarmReport"]
+__all__ = [
+    "CacheConfig",
+    "CacheStats",
+    "CacheWarmingConfig",
+    "ModelCacheConfig",
+    "QueryUsage",
+    "WarmReport",
+]
 
 logger = logging.getLogger("baserepo.cache")
 
@@ -140,8 +147,10 @@ class CacheConfig:
         operation_timeout: seconds one backend call may take before it counts as a miss.
         breaker_threshold / breaker_reset_seconds: consecutive failures that open the circuit
             breaker, and how long it stays open before one trial call.
-        lease_seconds / lease_wait_seconds: cross-process stampede control: one process
-            fills a missing entry while others wait up to ``lease_wait_seconds`` for it.
+        lease_seconds / lease_after_seconds / lease_wait_seconds: cross-process stampede
+            control. A miss whose query runs longer than ``lease_after_seconds`` takes a
+            lease (valid ``lease_seconds``); other processes that miss the same entry while
+            it is held wait up to ``lease_wait_seconds`` for it, then read through.
         usage_flush_every: usage increments sent to the backend in one round trip.
         clock: monotonic seconds (injected in tests); ``wall_clock``: shared wall time, used
             to number warm intervals across processes.
@@ -160,6 +169,7 @@ class CacheConfig:
         breaker_threshold: int = 3,
         breaker_reset_seconds: float = 5.0,
         lease_seconds: float = 5.0,
+        lease_after_seconds: float = 0.005,
         lease_wait_seconds: float = 0.05,
         usage_flush_every: int = 50,
         clock: Callable[[], float] = time.monotonic,
@@ -180,6 +190,7 @@ class CacheConfig:
         self.enabled = enabled
         self.operation_timeout = operation_timeout
         self.lease_seconds = lease_seconds
+        self.lease_after_seconds = lease_after_seconds
         self.lease_wait_seconds = lease_wait_seconds
         self.usage_flush_every = usage_flush_every
         self.clock = clock
@@ -191,8 +202,8 @@ class CacheConfig:
         self._untrusted: set[str] = set()
         self._usage = _Usage()
         self._fleet_scores: dict[str, float] = {}
-        self._last_warm_at: float | None = None
-        self._last_warm: WarmReport | None = None
+        self._last_warm_at: dict[str, float] = {}
+        self._last_warm: dict[str, WarmReport] = {}
 
     # -- the guide's API ----------------------------------------------------------------
 
@@ -201,13 +212,27 @@ class CacheConfig:
         """Every tracked query by ``"<table>:<digest>"`` (what the guide inspects)."""
         return self._usage.tracked
 
-    def should_warm_cache(self) -> bool:
-        """True when warming is enabled and ``warm_interval_seconds`` passed since the last."""
+    def should_warm_cache(self, model: str | None = None) -> bool:
+        """True when warming is enabled and ``warm_interval_seconds`` passed since the last
+        warm of ``model`` (a table name), or, without one, of any model this config serves.
+
+        ``repo._cache_config`` is this config bound to the repository's model, so the
+        guide's ``if repo._cache_config.should_warm_cache(): await repo.warm_cache()`` asks
+        about that repository's own model.
+        """
         if not self.warming_config.enabled:
             return False
-        if self._last_warm_at is None:
-            return True
-        return self.clock() - self._last_warm_at >= self.warming_config.warm_interval_seconds
+        tables = [model] if model is not None else [c.table for c in self._caches.values()]
+        interval = self.warming_config.warm_interval_seconds
+        now = self.clock()
+        return any(
+            table not in self._last_warm_at or now - self._last_warm_at[table] >= interval
+            for table in tables or [""]
+        )
+
+    def bound_to(self, table: str) -> ModelCacheConfig:
+        """This config as seen from one model's repository (``repo._cache_config``)."""
+        return ModelCacheConfig(self, table)
 
     def get_popular_queries(self, model: str | None = None) -> list[QueryUsage]:
         """The most used queries (at least ``min_usage_count`` uses), most used first.
@@ -220,7 +245,13 @@ class CacheConfig:
         for key, usage in self._usage.tracked.items():
             if model is not None and usage.model != model:
                 continue
-            score = self._fleet_scores.get(key, usage.count)
+            score = self._fleet_scores.get(key)
+            if score is None:
+                score = usage.count
+            else:
+                # The synced score lacks this process's uses since the sync: add them, or a
+                # query used again after a warm stays unpopular until the next sync.
+                score += self._usage.pending.get(usage.model, {}).get(usage.digest, 0.0)
             if score >= warming.min_usage_count:
                 ranked.append((score, key, usage))
         ranked.sort(key=lambda item: (-item[0], item[1]))
@@ -240,7 +271,7 @@ class CacheConfig:
         return CacheStats(
             **vars(totals),
             breaker_state=self.breaker.state,
-            last_warm=self._last_warm,
+            last_warm=self._last_warm.get(model) if model is not None else self._latest_warm(),
             untrusted_models=tuple(sorted(self._untrusted)),
         )
 
@@ -308,8 +339,12 @@ class CacheConfig:
         return self._usage.pending_total >= self.usage_flush_every
 
     def mark_warmed(self, report: WarmReport) -> None:
-        self._last_warm_at = self.clock()
-        self._last_warm = report
+        self._last_warm_at[report.model] = self.clock()
+        self._last_warm[report.model] = report
+
+    def _latest_warm(self) -> WarmReport | None:
+        reports = list(self._last_warm.values())
+        return max(reports, key=lambda r: r.started_at) if reports else None
 
     def set_fleet_scores(self, table: str, scores: dict[str, float]) -> None:
         for key in [k for k in self._fleet_scores if k.startswith(f"{table}:")]:
@@ -349,3 +384,32 @@ def _timeout(seconds: float) -> Any:
     import asyncio
 
     return asyncio.timeout(seconds)
+
+
+class ModelCacheConfig:
+    """A :class:`CacheConfig` bound to one model: what ``repo._cache_config`` returns.
+
+    The guide calls ``should_warm_cache()``, ``get_popular_queries()`` and ``_query_usage`` on
+    it; bound to the repository's model they answer for that model. Everything else is the
+    shared config's.
+    """
+
+    def __init__(self, config: CacheConfig, table: str) -> None:
+        self.config = config
+        self.table = table
+
+    def should_warm_cache(self) -> bool:
+        return self.config.should_warm_cache(self.table)
+
+    def get_popular_queries(self) -> list[QueryUsage]:
+        return self.config.get_popular_queries(self.table)
+
+    def stats(self) -> CacheStats:
+        return self.config.stats(self.table)
+
+    @property
+    def _query_usage(self) -> dict[str, QueryUsage]:
+        return {k: u for k, u in self.config._query_usage.items() if u.model == self.table}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.config, name)
