@@ -374,11 +374,11 @@ class QueryCache:
         time: a hundred concurrent first reads must share one generation (and so one
         single-flight query), not make a hundred."""
         if self._generations_created != created_before_read:
-            # This caller's read was sent before a creation of ours finished, and its reply
-            # (no generation) was handled after. Bumping again would give it a generation of its own (a second
-            # query, and the first caller's fill refused); the one just created is as good,
-            # since it was created before this caller's query runs. If the backend lost it
-            # meanwhile, the fill is refused, as for any reader.
+            # This caller's read was sent before a creation of ours finished and its reply
+            # (no generation) handled after. Bumping again would give it a generation of its
+            # own (a second query, and the first caller's fill refused); the one just created
+            # is as good, since it exists before this caller's query runs. If the backend
+            # lost it meanwhile, the fill is refused, as for any reader.
             return self._created_generation
         pending = self._generation_creation
         if pending is None:
