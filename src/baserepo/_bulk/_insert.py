@@ -44,6 +44,10 @@ class InsertStrategy(Protocol):
 
     max_parameters: int
     """Bind parameters one statement may carry; batches are clamped to fit."""
+    limited_subquery_changes: bool
+    """``UPDATE/DELETE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING id`` works, so a
+    bulk update/delete batch is one statement (MySQL/MariaDB refuse LIMIT in such a
+    subquery)."""
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
@@ -59,8 +63,10 @@ class ExecutemanyInsert:
         ignoring_insert: Callable[[Table], Insert],
         *,
         keys_follow_row_order: bool = False,
+        limited_subquery_changes: bool = True,
     ) -> None:
         self.max_parameters = max_parameters
+        self.limited_subquery_changes = limited_subquery_changes
         self._ignoring_insert = ignoring_insert
         # SQLite and MariaDB give autoincrement keys in row order within one multi-row
         # INSERT; asking SQLAlchemy for sort_by_parameter_order there would make it fall

@@ -239,6 +239,14 @@ class BulkEngine:
             await unit.rollback()
         return None
 
+    async def _keys_of(self, query: Any) -> list[Any]:
+        """The keys a failed one-statement batch held, to report them and move past them."""
+        try:
+            async with atomic(self._session):
+                return list((await self._session.execute(query)).scalars())
+        except sa_exc.SQLAlchemyError:
+            return []
+
     def _fail_unavailable(
         self, tally: _Tally, indexes: Iterable[int], records: Sequence[Any], error: BaseException
     ) -> None:
@@ -280,6 +288,9 @@ class BulkEngine:
         size = self.clamp(batch_size, 1)
         table = self._info.table
         pk = table.c[self._info.column_keys[self._info.pk_attr]]
+        dialect = self._session.sync_session.get_bind().dialect
+        returning = dialect.delete_returning if values is None else dialect.update_returning
+        one_statement = returning and self._strategy.limited_subquery_changes
         last_pk: Any = None
         while True:
             query = select(pk).where(condition).order_by(pk).limit(size)
@@ -288,17 +299,28 @@ class BulkEngine:
             ids: list[Any] = []
             try:
                 async with atomic(self._session):
-                    ids = list((await self._session.execute(query.with_for_update())).scalars())
+                    if one_statement:
+                        # One round trip per batch: the batch's keys are chosen, locked and
+                        # changed by the same statement, which returns the keys it changed.
+                        target = pk.in_(query.with_for_update())
+                        ids = sorted(
+                            (
+                                await self._session.execute(
+                                    _change(table, target, values).returning(pk)
+                                )
+                            ).scalars()
+                        )
+                    else:
+                        ids = list((await self._session.execute(query.with_for_update())).scalars())
+                        if ids:
+                            await self._session.execute(_change(table, pk.in_(ids), values))
                     if not ids:
                         break
-                    if values is None:
-                        statement: Any = delete(table).where(pk.in_(ids))
-                    else:
-                        statement = update(table).where(pk.in_(ids)).values(values)
-                    await self._session.execute(statement)
                     if on_batch is not None:
                         on_batch(ids, [values] if values else [])
             except sa_exc.SQLAlchemyError as error:
+                if one_statement and not is_unavailable(error):
+                    ids = await self._keys_of(query)
                 if not ids:
                     if tally.success_count == 0 and not tally.failures:
                         raise translate(error) from error
@@ -312,6 +334,12 @@ class BulkEngine:
             # Rows handled, not batches: a failed batch counts every row it held.
             await _report(progress, tally.success_count + sum(len(f.ids) for f in tally.failures))
         return tally.result()
+
+
+def _change(table: Any, target: ColumnElement[bool], values: Row | None) -> Any:
+    if values is None:
+        return delete(table).where(target)
+    return update(table).where(target).values(values)
 
 
 def _batch_failure(ids: tuple[Any, ...], error: BaseException, what: str) -> RecordFailure:

@@ -20,4 +20,9 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
 
 
 def insert_strategy() -> ExecutemanyInsert:
-    return ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True)
+    return ExecutemanyInsert(
+        MAX_PARAMETERS,
+        _insert_ignoring_conflicts,
+        keys_follow_row_order=True,
+        limited_subquery_changes=False,
+    )

@@ -63,6 +63,7 @@ class UnnestInsert:
 
     def __init__(self) -> None:
         self.max_parameters = MAX_PARAMETERS
+        self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
         self._defaults: dict[Table, dict[str, Callable[[], Any]] | None] = {}
 
