@@ -66,6 +66,9 @@ class RecordPreparer:
         self._update_schema = _pydantic_or_none(update_schema)
         self._checks = {attr: _check_for(column) for attr, column in info.columns.items()}
         self._nullable = {attr: bool(column.nullable) for attr, column in info.columns.items()}
+        # Almost every model names its attributes after its columns; then there is nothing
+        # to translate per record.
+        self._keys_are_names = all(key == attr for attr, key in info.column_keys.items())
 
     def for_create(self, record: Any, index: int | None = None) -> dict[str, Any]:
         """Attribute-keyed values for one new row; raises RecordValidationError."""
@@ -128,9 +131,9 @@ class RecordPreparer:
 
     def to_columns(self, data: dict[str, Any]) -> dict[str, Any]:
         """Attribute-keyed values -> Core column keys (they differ only for renamed columns)."""
-        keys = self._info.column_keys
-        if all(keys[attr] == attr for attr in data):
+        if self._keys_are_names:
             return data
+        keys = self._info.column_keys
         return {keys[attr]: value for attr, value in data.items()}
 
 

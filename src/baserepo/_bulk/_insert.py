@@ -126,6 +126,11 @@ def fill_client_side_keys(info: ModelInfo, rows: list[Row]) -> bool:
 
 
 def group_by_keys(rows: Sequence[Row]) -> list[tuple[list[int], list[Row]]]:
+    if not rows:
+        return []
+    keys = rows[0].keys()
+    if all(row.keys() == keys for row in rows):  # the usual case, without a set per row
+        return [(list(range(len(rows))), list(rows))]
     groups: dict[frozenset[str], tuple[list[int], list[Row]]] = {}
     for position, row in enumerate(rows):
         positions, members = groups.setdefault(frozenset(row), ([], []))

@@ -10,6 +10,7 @@ help (JSON, ARRAY, enums, custom TypeDecorators) fall back to SQLAlchemy's execu
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
@@ -65,7 +66,7 @@ class UnnestInsert:
         self.max_parameters = MAX_PARAMETERS
         self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
-        self._defaults: dict[Table, dict[str, Callable[[], Any]] | None] = {}
+        self._defaults: dict[Table, dict[str, Callable[[int], list[Any]]] | None] = {}
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
@@ -87,7 +88,7 @@ class UnnestInsert:
         session: AsyncSession,
         info: ModelInfo,
         rows: list[Row],
-        defaults: dict[str, Callable[[], Any]],
+        defaults: dict[str, Callable[[int], list[Any]]],
         ignore_conflicts: bool,
     ) -> list[Any | None]:
         table = info.table
@@ -97,10 +98,14 @@ class UnnestInsert:
         # with arrays we fill them ourselves, once per row, as SQLAlchemy would.
         filled = [key for key in defaults if key not in rows[0]]
         keys = given + filled
-        arrays: dict[str, list[Any]] = {key: [row[key] for row in rows] for key in given}
+        # Columns, not rows: itemgetter + zip transpose the batch in C.
+        if len(given) == 1:
+            columns: list[Any] = [[row[given[0]] for row in rows]]
+        else:
+            columns = list(zip(*map(itemgetter(*given), rows), strict=True))
+        arrays: dict[str, Any] = dict(zip(given, columns, strict=True))
         for key in filled:
-            make = defaults[key]
-            arrays[key] = [make() for _ in rows]
+            arrays[key] = defaults[key](len(rows))
 
         matched = match_keys(info, rows[0]) if ignore_conflicts else []
         statement = _unnest_insert(table, keys, info.column_keys[info.pk_attr], matched)
@@ -110,7 +115,7 @@ class UnnestInsert:
         returned = [tuple(r) for r in await session.execute(statement, params)]
         return align_returned(info, rows, returned, matched, pk_known=pk_known)
 
-    def _python_defaults(self, info: ModelInfo) -> dict[str, Callable[[], Any]] | None:
+    def _python_defaults(self, info: ModelInfo) -> dict[str, Callable[[int], list[Any]]] | None:
         """Column key -> value maker, or None when this table needs the fallback."""
         table = info.table
         if table not in self._defaults:
@@ -118,8 +123,8 @@ class UnnestInsert:
         return self._defaults[table]
 
 
-def _defaults_or_none(table: Table) -> dict[str, Callable[[], Any]] | None:
-    makers: dict[str, Callable[[], Any]] = {}
+def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:
+    makers: dict[str, Callable[[int], list[Any]]] = {}
     for column in table.columns:
         if isinstance(column.type, _NOT_ARRAY_SAFE) or not isinstance(column.type, _ARRAY_SAFE):
             return None
@@ -130,17 +135,18 @@ def _defaults_or_none(table: Table) -> dict[str, Callable[[], Any]] | None:
             return None
         maker = _maker(default.arg, callable_=default.is_callable)  # type: ignore[attr-defined]
         try:
-            maker()
+            maker(1)
         except TypeError:
             return None  # a context-sensitive default: only SQLAlchemy can evaluate it
         makers[column.key] = maker
     return makers
 
 
-def _maker(arg: Any, *, callable_: bool) -> Callable[[], Any]:
+def _maker(arg: Any, *, callable_: bool) -> Callable[[int], list[Any]]:
     if callable_:
-        return lambda: arg(None)
-    return lambda: arg
+        # Called once per row, as SQLAlchemy does (uuid4 must differ row to row).
+        return lambda n: [arg(None) for _ in range(n)]
+    return lambda n: [arg] * n
 
 
 def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str]) -> Any:
