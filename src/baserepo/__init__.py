@@ -3,7 +3,7 @@
 from ._engine import create_engine, enable_sqlite_savepoints
 from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
 from ._lookups import LOOKUPS
-from ._repository import DEFAULT_BATCH_SIZE, BaseRepository
+from ._repository import DEFAULT_BATCH_SIZE, DEFAULT_CHANGE_BATCH_SIZE, BaseRepository
 from ._results import BulkOperationResult, FailureKind, RecordFailure
 from .cache import (
     BreakerState,
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CHANGE_BATCH_SIZE",
     "LOOKUPS",
     "BaseRepoError",
     "BaseRepository",

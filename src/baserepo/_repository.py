@@ -33,7 +33,7 @@ if typing.TYPE_CHECKING:
     from ._results import BulkOperationResult
     from .cache._query_cache import QueryCache
 
-__all__ = ["DEFAULT_BATCH_SIZE", "BaseRepository"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHANGE_BATCH_SIZE", "BaseRepository"]
 
 ModelT = TypeVar("ModelT")
 T = TypeVar("T")
@@ -42,6 +42,11 @@ UpdateSchemaT = TypeVar("UpdateSchemaT")
 
 DEFAULT_BATCH_SIZE = 1000
 """Records per batch when the caller gives none (clamped to the dialect's parameter limit)."""
+
+DEFAULT_CHANGE_BATCH_SIZE = 10_000
+"""Rows per bulk_update/bulk_delete batch when the caller gives none. A batch of keys is
+small, and its cost is mostly its commit (a WAL flush): 10,000 measured 0.79x the single
+statement against 0.44x for 1,000 (docs/performance.md)."""
 
 Filters = Mapping[str, Any]
 Records = Iterable[Any] | AsyncIterable[Any]
@@ -320,7 +325,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self,
         filters: Filters,
         update_data: UpdateSchemaT | Mapping[str, Any],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int = DEFAULT_CHANGE_BATCH_SIZE,
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
@@ -344,7 +349,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self,
         filters: Filters,
         soft_delete: bool | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int = DEFAULT_CHANGE_BATCH_SIZE,
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
