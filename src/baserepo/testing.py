@@ -1,0 +1,47 @@
+"""Helpers for the tests of applications that use baserepo.
+
+``RecordingEventBus`` keeps every event it delivers, so a test can assert on what a
+repository published (and when: events arrive only after commit)::
+
+    bus = RecordingEventBus()
+    repo = BaseRepository(User, session, event_bus=bus)
+    await repo.bulk_create(rows)
+    assert bus.ids(EventType.CREATED) == result.created_ids
+
+For a cache without a server, use ``CacheConfig()`` (the in-process backend) with
+``clock=`` injected to drive TTLs and warm intervals without sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._events import EventBus, EventType, RepositoryEvent
+
+__all__ = ["RecordingEventBus"]
+
+
+class RecordingEventBus(EventBus):
+    """An :class:`~baserepo.EventBus` that also remembers every event it published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[RepositoryEvent] = []
+
+    async def publish(self, event: RepositoryEvent) -> None:
+        self.events.append(event)
+        await super().publish(event)
+
+    def of(
+        self, event_type: EventType | str, model: type[Any] | None = None
+    ) -> list[RepositoryEvent]:
+        """The events of one type (and model), in the order they were published."""
+        wanted = EventType(event_type)
+        return [e for e in self.events if e.type is wanted and (model is None or e.model is model)]
+
+    def ids(self, event_type: EventType | str, model: type[Any] | None = None) -> list[Any]:
+        """Every id the events of one type carried, flattened, in order."""
+        return [i for event in self.of(event_type, model) for i in event.ids]
+
+    def clear_events(self) -> None:
+        self.events.clear()
