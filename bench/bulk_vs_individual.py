@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Boolean, DateTime, Integer, String, make_url
+from _users import user_model
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, EventBus, EventType, RepositoryEvent, create_engine
 
@@ -52,27 +52,10 @@ BAR = ("postgresql", 10_000, 50.0)
 """(database, rows, minimum bulk/individual ratio) the issue asks for."""
 
 
-class Base(DeclarativeBase):
-    pass
+Base, BenchUser = user_model("bench_users")
 
 
-class BenchUser(Base):
-    """The guide's user record: a few short columns, a unique email, two defaults."""
-
-    __tablename__ = "bench_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str] = mapped_column(String(255), unique=True)
-    department: Mapped[str | None] = mapped_column(String(50))
-    salary: Mapped[int | None] = mapped_column(Integer)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime, default=lambda: datetime.now(UTC).replace(tzinfo=None)
-    )
-
-
-Repository = BaseRepository[BenchUser, dict[str, Any], dict[str, Any]]
+Repository = BaseRepository[Any, dict[str, Any], dict[str, Any]]
 
 
 @dataclass

@@ -55,10 +55,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 import sqlalchemy
+from _users import user_model
 from redis.asyncio import Redis
-from sqlalchemy import Boolean, DateTime, Integer, String, make_url
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, CacheConfig, create_engine
 
@@ -87,27 +87,10 @@ BARS = (
 )
 
 
-class Base(DeclarativeBase):
-    pass
+Base, BenchUser = user_model("bench_cache_users")
 
 
-class BenchUser(Base):
-    """The guide's user record, as in bulk_vs_individual.py, in a table of this bench's own."""
-
-    __tablename__ = "bench_cache_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str] = mapped_column(String(255), unique=True)
-    department: Mapped[str | None] = mapped_column(String(50))
-    salary: Mapped[int | None] = mapped_column(Integer)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime, default=lambda: datetime.now(UTC).replace(tzinfo=None)
-    )
-
-
-Repository = BaseRepository[BenchUser, dict[str, Any], dict[str, Any]]
+Repository = BaseRepository[Any, dict[str, Any], dict[str, Any]]
 COLUMN_ATTRS = [attr.key for attr in BenchUser.__mapper__.column_attrs]
 
 

@@ -78,11 +78,6 @@ class EventBus:
     def clear(self) -> None:
         self._handlers.clear()
 
-    def has_subscribers(self, event_type: EventType, model: type[Any]) -> bool:
-        return bool(
-            self._handlers.get((event_type, model)) or self._handlers.get((event_type, None))
-        )
-
     async def publish(self, event: RepositoryEvent) -> None:
         handlers = [
             *self._handlers.get((event.type, event.model), ()),

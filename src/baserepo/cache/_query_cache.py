@@ -520,9 +520,3 @@ def _replayable(usage: QueryUsage) -> dict[str, Any] | None:
     spec = dict(usage.spec)
     spec.pop("operation", None)
     return spec
-
-
-def codec_of(cache: QueryCache) -> RowCodec:
-    if cache.codec is None:
-        raise UnsupportedColumn(cache.table)
-    return cache.codec
