@@ -40,13 +40,14 @@ T = TypeVar("T")
 CreateSchemaT = TypeVar("CreateSchemaT")
 UpdateSchemaT = TypeVar("UpdateSchemaT")
 
-DEFAULT_BATCH_SIZE = 1000
-"""Records per batch when the caller gives none (clamped to the dialect's parameter limit)."""
+DEFAULT_BATCH_SIZE = 2000
+"""Records per batch when the caller gives none (clamped to the dialect's parameter limit);
+within 5-10% of the best size on every database in bench/batch_size.py."""
 
 DEFAULT_CHANGE_BATCH_SIZE = 10_000
 """Rows per bulk_update/bulk_delete batch when the caller gives none. A batch of keys is
-small, and its cost is mostly its commit (a WAL flush): 10,000 measured 0.79x the single
-statement against 0.44x for 1,000 (docs/performance.md)."""
+small, and its cost is mostly its commit (a WAL flush): 10,000 measured 0.86x the single
+statement against 0.44x for 1,000 (bench/change_batch_size.py)."""
 
 Filters = Mapping[str, Any]
 Records = Iterable[Any] | AsyncIterable[Any]
