@@ -32,25 +32,13 @@ from redis.asyncio import Redis, RedisCluster
 from baserepo.cache._memory import MemoryBackend
 from baserepo.cache._protocol import CacheBackend
 from baserepo.cache._redis import RedisBackend
+from tests.clocks import FakeClock
 from tests.redis_servers import REDIS_URL, RedisServer, start_cluster, wait_for_cluster
 
 # Re-exported: the contract tests import these from here.
 __all__ = ["REDIS_URL", "RedisServer", "start_cluster", "wait_for_cluster"]
 
 BACKENDS = ["memory", "redis", "cluster"]
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # -- the backend under contract -------------------------------------------------------------

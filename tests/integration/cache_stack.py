@@ -32,19 +32,6 @@ REDIS_URL = os.environ.get("BASEREPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 STACKS = ["memory", "redis"]
 
 
-class FakeClock:
-    """Seconds that move only when told to (monotonic or wall time, as injected)."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class CacheStack:
     """One cache backend kind for one test: builds configs that share its key prefix."""

@@ -25,7 +25,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baserepo import BaseRepository, CacheConfig, CacheWarmer, CacheWarmingConfig, WarmReport
-from tests.integration.cache_stack import STACKS, CacheStack, FakeClock, open_stack
+from tests.clocks import FakeClock
+from tests.integration.cache_stack import STACKS, CacheStack, open_stack
 from tests.models import Article, User
 
 Factory = async_sessionmaker[AsyncSession]
