@@ -17,9 +17,12 @@ from sqlalchemy.orm.attributes import instance_state
 from .exceptions import RecordValidationError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._fast_records import PreparedRows
     from ._model import ModelInfo
 
-__all__ = ["RecordPreparer", "to_mapping"]
+__all__ = ["RecordPreparer", "integer_bounds", "to_mapping"]
 
 Check = Callable[[Any], str | None]
 """Returns why a non-None value does not fit the column, or None when it fits."""
@@ -69,6 +72,12 @@ class RecordPreparer:
         # Almost every model names its attributes after its columns; then there is nothing
         # to translate per record.
         self._keys_are_names = all(key == attr for attr, key in info.column_keys.items())
+        self.quick_batch: Callable[[Sequence[Any]], PreparedRows | None] = _no_quick_look
+        """A look at a whole batch of creates that accepts the usual batch at once."""
+        if self._create_schema is None and self._keys_are_names:
+            from ._fast_records import QuickBatchCheck
+
+            self.quick_batch = QuickBatchCheck(info, self._checks)
 
     def for_create(self, record: Any, index: int | None = None) -> dict[str, Any]:
         """Attribute-keyed values for one new row; raises RecordValidationError."""
@@ -137,6 +146,10 @@ class RecordPreparer:
         return {keys[attr]: value for attr, value in data.items()}
 
 
+def _no_quick_look(_batch: Sequence[Any]) -> None:
+    return None
+
+
 def _pydantic_or_none(schema: type[Any] | None) -> type[Any] | None:
     if schema is not None and hasattr(schema, "model_validate") and hasattr(schema, "model_fields"):
         return schema
@@ -185,7 +198,8 @@ def _check_for(column: Column[Any]) -> Check:
 
 # Out-of-range numbers are refused here, not left to the database: MariaDB's INSERT IGNORE
 # (ignore_conflicts) downgrades the error to a warning and silently stores the nearest value.
-def _integer_check(sql_type: types.Integer) -> Check:
+def integer_bounds(sql_type: types.Integer) -> tuple[int, int]:
+    """The smallest and largest value the column holds."""
     bits = (
         16
         if isinstance(sql_type, types.SmallInteger)
@@ -194,9 +208,12 @@ def _integer_check(sql_type: types.Integer) -> Check:
         else 32
     )
     if getattr(sql_type, "unsigned", False):  # MySQL's INTEGER(unsigned=True)
-        low, high = 0, 2**bits - 1
-    else:
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def _integer_check(sql_type: types.Integer) -> Check:
+    low, high = integer_bounds(sql_type)
     is_int = _expect(int, refuse=(bool,))
 
     def check(value: Any) -> str | None:

@@ -14,7 +14,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ._bulk import BulkEngine, insert_strategy_for
+from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
+from ._bulk.changes import BulkChanges
 from ._errors import translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
 from ._lookups import build_filters, filtered_attrs
@@ -337,8 +338,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         if not values:
             raise ValueError("update_data is empty: nothing to update")
         condition = self._condition(filters, include_deleted)
-        engine = await self._bulk_engine()
-        return await engine.change_where(
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        return await changes.change_where(
             condition,
             values=values,
             batch_size=batch_size,
@@ -364,8 +365,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             # Stamping an already-deleted row again would only move its deletion date.
             condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
             values = self._preparer.to_columns({self._soft_attr: self._now()})
-        engine = await self._bulk_engine()
-        return await engine.change_where(
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        return await changes.change_where(
             condition,
             values=values,
             batch_size=batch_size,
@@ -475,11 +476,14 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return query
 
     async def _bulk_engine(self) -> BulkEngine:
+        return BulkEngine(self.session, self._info, self._preparer, await self._bulk_strategy())
+
+    async def _bulk_strategy(self) -> InsertStrategy:
         dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect
         if dialect.server_version_info is None:
             # Some capabilities (MariaDB's RETURNING) are known only once connected.
             await self.session.connection()
-        return BulkEngine(self.session, self._info, self._preparer, insert_strategy_for(dialect))
+        return insert_strategy_for(dialect)
 
     def _writing(self) -> Any:
         return _Writing(self.session)

@@ -330,7 +330,11 @@ async def test_huge_batch_size_is_clamped_to_the_parameter_limit(
     )
 
     assert (result.success_count, result.error_count) == (4_200, 0)
-    assert len(reports) >= 2, "the batch was not split"
+    if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        # Arrays and COPY carry a column per parameter, not a value: nothing to split.
+        assert reports == [4_200]
+    else:
+        assert len(reports) >= 2, "the batch was not split"
     assert reports[-1] == 4_200
     rows = await users_by_id(session_factory)
     assert [rows[i] for i in result.created_ids] == [(r["name"], r["email"]) for r in records]

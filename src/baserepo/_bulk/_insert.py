@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Insert, Table, insert
 
+from .._fast_records import PreparedRows
 from ..exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class InsertStrategy(Protocol):
     bulk update/delete batch is one statement (MySQL/MariaDB refuse LIMIT in such a
     subquery)."""
 
+    def rows_per_statement(self, info: ModelInfo) -> int:
+        """Most rows one insert of this model can carry; batches are clamped to it."""
+        ...
+
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
     ) -> list[Any | None]: ...
@@ -72,6 +77,9 @@ class ExecutemanyInsert:
         # INSERT; asking SQLAlchemy for sort_by_parameter_order there would make it fall
         # back to one statement per row, so we sort the keys ourselves instead.
         self._keys_follow_row_order = keys_follow_row_order
+
+    def rows_per_statement(self, info: ModelInfo) -> int:
+        return max(1, self.max_parameters // max(len(info.columns), 1))
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
@@ -128,6 +136,8 @@ def fill_client_side_keys(info: ModelInfo, rows: list[Row]) -> bool:
 def group_by_keys(rows: Sequence[Row]) -> list[tuple[list[int], list[Row]]]:
     if not rows:
         return []
+    if isinstance(rows, PreparedRows):  # checked by the quick look: one key set
+        return [(list(range(len(rows))), rows)]
     keys = rows[0].keys()
     if all(row.keys() == keys for row in rows):  # the usual case, without a set per row
         return [(list(range(len(rows))), list(rows))]

@@ -1,5 +1,8 @@
 """The batching loop shared by every dialect: atomic batches, full accounting, events.
 
+bulk_create lives here; bulk_update/bulk_delete by condition live in ``changes``, which
+reuses ``_Tally`` and ``_report``.
+
 Each batch is one unit of work (``_transactions.atomic``): a SAVEPOINT inside the caller's
 transaction, otherwise a transaction of its own that is committed before the next batch.
 A batch that the database refuses is rolled back whole; the record that made it fail is
@@ -12,7 +15,6 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, is_unique_violation, translate
@@ -75,10 +77,10 @@ class BulkEngine:
         self._preparer = preparer
         self._strategy = strategy
 
-    def clamp(self, batch_size: int, columns: int) -> int:
+    def clamp(self, batch_size: int) -> int:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        return max(1, min(batch_size, self._strategy.max_parameters // max(columns, 1)))
+        return min(batch_size, self._strategy.rows_per_statement(self._info))
 
     async def create(
         self,
@@ -90,7 +92,7 @@ class BulkEngine:
         progress: ProgressCallback | None,
     ) -> BulkOperationResult:
         tally = _Tally()
-        size = self.clamp(batch_size, len(self._info.columns))
+        size = self.clamp(batch_size)
         next_index = 0
         unavailable: BaseException | None = None
         async for batch in batched(records, size):
@@ -114,6 +116,9 @@ class BulkEngine:
     def _prepare(
         self, batch: list[Any], first_index: int, tally: _Tally
     ) -> tuple[list[int], list[Row]]:
+        quick = self._preparer.quick_batch(batch)
+        if quick is not None:  # the usual batch: every record surely fine
+            return list(range(first_index, first_index + len(batch))), quick
         positions: list[int] = []
         rows: list[Row] = []
         for offset, record in enumerate(batch):
@@ -239,14 +244,6 @@ class BulkEngine:
             await unit.rollback()
         return None
 
-    async def _keys_of(self, query: Any) -> list[Any]:
-        """The keys a failed one-statement batch held, to report them and move past them."""
-        try:
-            async with atomic(self._session):
-                return list((await self._session.execute(query)).scalars())
-        except sa_exc.SQLAlchemyError:
-            return []
-
     def _fail_unavailable(
         self, tally: _Tally, indexes: Iterable[int], records: Sequence[Any], error: BaseException
     ) -> None:
@@ -269,87 +266,6 @@ class BulkEngine:
             if all(keys[a] in row for a in group)
         ]
         return " or ".join(shown) or "its key"
-
-    async def change_where(
-        self,
-        condition: ColumnElement[bool],
-        *,
-        values: Row | None,
-        batch_size: int,
-        on_batch: BatchCommitted | None,
-        progress: ProgressCallback | None,
-    ) -> BulkOperationResult:
-        """Update (``values``) or hard-delete (``values=None``) matching rows, pk batch by pk batch.
-
-        Keyset pagination on the primary key visits every matching row once, even when the
-        change itself makes a row stop matching (``is_active=True`` -> ``False``).
-        """
-        tally = _Tally()
-        size = self.clamp(batch_size, 1)
-        table = self._info.table
-        pk = table.c[self._info.column_keys[self._info.pk_attr]]
-        dialect = self._session.sync_session.get_bind().dialect
-        returning = dialect.delete_returning if values is None else dialect.update_returning
-        one_statement = returning and self._strategy.limited_subquery_changes
-        last_pk: Any = None
-        while True:
-            query = select(pk).where(condition).order_by(pk).limit(size)
-            if last_pk is not None:
-                query = query.where(pk > last_pk)
-            ids: list[Any] = []
-            try:
-                async with atomic(self._session):
-                    if one_statement:
-                        # One round trip per batch: the batch's keys are chosen, locked and
-                        # changed by the same statement, which returns the keys it changed.
-                        target = pk.in_(query.with_for_update())
-                        ids = sorted(
-                            (
-                                await self._session.execute(
-                                    _change(table, target, values).returning(pk)
-                                )
-                            ).scalars()
-                        )
-                    else:
-                        ids = list((await self._session.execute(query.with_for_update())).scalars())
-                        if ids:
-                            await self._session.execute(_change(table, pk.in_(ids), values))
-                    if not ids:
-                        break
-                    if on_batch is not None:
-                        on_batch(ids, [values] if values else [])
-            except sa_exc.SQLAlchemyError as error:
-                if one_statement and not is_unavailable(error):
-                    ids = await self._keys_of(query)
-                if not ids:
-                    if tally.success_count == 0 and not tally.failures:
-                        raise translate(error) from error
-                    tally.fail(_batch_failure((), error, "could not select the next batch"))
-                    break
-                tally.fail(_batch_failure(tuple(ids), error, "batch rolled back"))
-            else:
-                tally.success_count += len(ids)
-                tally.affected_ids.extend(ids)
-            last_pk = ids[-1]
-            # Rows handled, not batches: a failed batch counts every row it held.
-            await _report(progress, tally.success_count + sum(len(f.ids) for f in tally.failures))
-        return tally.result()
-
-
-def _change(table: Any, target: ColumnElement[bool], values: Row | None) -> Any:
-    if values is None:
-        return delete(table).where(target)
-    return update(table).where(target).values(values)
-
-
-def _batch_failure(ids: tuple[Any, ...], error: BaseException, what: str) -> RecordFailure:
-    kind = FailureKind.UNAVAILABLE if is_unavailable(error) else failure_kind(error)
-    return RecordFailure(
-        None,
-        kind,
-        f"{what} ({len(ids)} rows, ids {ids[:5]}...): {database_message(error)}",
-        ids=ids,
-    )
 
 
 class _Unavailable(Exception):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
 from sqlalchemy.dialects import postgresql
 
+from .._fast_records import PreparedRows
 from ._insert import (
     ExecutemanyInsert,
     align_returned,
@@ -23,6 +24,7 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
+from .pg_copy import COPY_MIN_ROWS, CopyTarget, copy_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +40,9 @@ __all__ = ["UnnestInsert", "insert_strategy"]
 
 # asyncpg refuses more than 32767 bind parameters in one statement (executemany fallback).
 MAX_PARAMETERS = 32_000
+
+MAX_ARRAY_ROWS = 1_000_000
+"""Rows of one array or COPY statement: far beyond any useful batch; memory decides."""
 
 _ARRAY_SAFE = (
     types.Integer,
@@ -67,6 +72,11 @@ class UnnestInsert:
         self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
         self._defaults: dict[Table, dict[str, Callable[[int], list[Any]]] | None] = {}
+
+    def rows_per_statement(self, info: ModelInfo) -> int:
+        if self._python_defaults(info) is None:
+            return self._fallback.rows_per_statement(info)
+        return MAX_ARRAY_ROWS  # one array per column: the row count is not a parameter count
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
@@ -98,14 +108,24 @@ class UnnestInsert:
         # with arrays we fill them ourselves, once per row, as SQLAlchemy would.
         filled = [key for key in defaults if key not in rows[0]]
         keys = given + filled
-        # Columns, not rows: itemgetter + zip transpose the batch in C.
-        if len(given) == 1:
-            columns: list[Any] = [[row[given[0]] for row in rows]]
+        # Columns, not rows: itemgetter + zip transpose the batch in C, unless the quick
+        # look at the batch did it already.
+        if isinstance(rows, PreparedRows) and tuple(given) == rows.keys:
+            columns: list[Any] = rows.columns
+        elif len(given) == 1:
+            columns = [[row[given[0]] for row in rows]]
         else:
             columns = list(zip(*map(itemgetter(*given), rows), strict=True))
         arrays: dict[str, Any] = dict(zip(given, columns, strict=True))
         for key in filled:
             arrays[key] = defaults[key](len(rows))
+
+        if len(rows) >= COPY_MIN_ROWS and _keys_from_sequence(info, rows[0]):
+            target = await copy_target(session, table, info.pk_column.name)
+            if target is not None:
+                return await _copy_group(
+                    session, target, info, keys, arrays, len(rows), ignore_conflicts
+                )
 
         matched = match_keys(info, rows[0]) if ignore_conflicts else []
         statement = _unnest_insert(table, keys, info.column_keys[info.pk_attr], matched)
@@ -121,6 +141,33 @@ class UnnestInsert:
         if table not in self._defaults:
             self._defaults[table] = _defaults_or_none(table)
         return self._defaults[table]
+
+
+def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
+    """The rows leave their key to the database's sequence (no key given, no Python default)."""
+    return info.column_keys[info.pk_attr] not in sample and info.pk_column.default is None
+
+
+async def _copy_group(
+    session: AsyncSession,
+    target: CopyTarget,
+    info: ModelInfo,
+    keys: list[str],
+    arrays: dict[str, Any],
+    count: int,
+    ignore_conflicts: bool,
+) -> list[Any | None]:
+    table = info.table
+    pk_name = info.pk_column.name
+    ids = await target.take_keys(session, count)
+    names = [pk_name, *(table.c[key].name for key in keys)]
+    # Rows again, now with their keys: zip does it in C.
+    records = list(zip(ids, *(arrays[key] for key in keys), strict=True))
+    if ignore_conflicts:
+        written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
+        return [key if key in written else None for key in ids]
+    await target.copy(session, names, records)
+    return list(ids)
 
 
 def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:

@@ -1,0 +1,141 @@
+"""The quick look at a batch of creates never accepts what for_create refuses, and gives
+the same rows (and columns) for what both accept."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baserepo._model import model_info
+from baserepo._records import RecordPreparer
+from baserepo.exceptions import RecordValidationError
+from tests.models import Article, User, UserCreate
+
+
+class Name(str):
+    """A str subclass: for_create accepts it, the quick check leaves it to for_create."""
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.sampled_from([2**31 - 1, 2**31, -(2**31), -(2**31) - 1]),
+    st.floats(allow_nan=False),
+    st.text(max_size=120),
+    st.builds(Name, st.text(max_size=5)),
+    st.datetimes(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.dates(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _batches(model: type[Any]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    keys = [*model_info(model).columns, "no_such_column"]
+    record = st.dictionaries(st.sampled_from(keys), VALUES, max_size=len(keys))
+    # Mostly batches of one shape (what the quick look accepts), sometimes mixed shapes.
+    same_shape = st.builds(
+        lambda shape, rows: [dict(zip(shape, row, strict=False)) for row in rows],
+        st.lists(st.sampled_from(keys), unique=True, min_size=1, max_size=len(keys)),
+        st.lists(st.lists(VALUES, min_size=len(keys), max_size=len(keys)), min_size=1, max_size=4),
+    )
+    return st.one_of(same_shape, st.lists(record, min_size=1, max_size=4))
+
+
+def _outcome(preparer: RecordPreparer, record: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return preparer.for_create(record)
+    except RecordValidationError:
+        return None
+
+
+@pytest.mark.parametrize("model", [User, Article])
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_the_quick_look_accepts_only_what_for_create_accepts(
+    model: type[Any], data: st.DataObject
+) -> None:
+    preparer = RecordPreparer(model_info(model))
+    batch = data.draw(_batches(model))
+    quick = preparer.quick_batch([dict(record) for record in batch])
+    if quick is not None:
+        assert list(quick) == [_outcome(preparer, dict(record)) for record in batch]
+        assert quick.columns == [tuple(row[key] for row in quick) for key in quick.keys]
+
+
+def test_a_well_formed_batch_passes_the_quick_look_as_for_create_builds_it() -> None:
+    preparer = RecordPreparer(model_info(User))
+    batch = [
+        {
+            "id": None,
+            "name": f"Ada {i}",
+            "email": f"ada{i}@example.com",
+            "salary": 2**31 - 1 if i else None,
+            "is_active": True,
+            "last_login": datetime(2024, 1, 1),
+        }
+        for i in range(3)
+    ]
+    quick = preparer.quick_batch(batch)
+    assert quick is not None
+    assert list(quick) == [preparer.for_create(record) for record in batch]
+    assert quick.keys == ("name", "email", "salary", "is_active", "last_login")
+    assert quick.columns[2] == (None, 2**31 - 1, 2**31 - 1)
+    assert all("id" in record for record in batch)  # the caller's dicts are left alone
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ({"name": "x" * 100}, {"name": "x" * 101}),  # String(100)
+        ({"name": "A", "salary": 2**31 - 1}, {"name": "A", "salary": 2**31}),  # INTEGER range
+        ({"name": "A", "salary": -(2**31)}, {"name": "A", "salary": -(2**31) - 1}),
+        ({"name": "A", "is_active": False}, {"name": "A", "is_active": 0}),  # not a bool
+        ({"name": "A", "salary": 1}, {"name": "A", "salary": True}),  # a bool is not an int
+        ({"name": "A"}, {"name": None}),  # NOT NULL
+        ({"name": "A"}, {"email": "a@b.c"}),  # name is required
+        ({"name": "A", "role": "x"}, {"name": "A", "nickname": "x"}),  # no such column
+        ({"name": "A"}, {"name": Name("A")}),  # a subclass: for_create decides
+        (
+            {"name": "A", "last_login": datetime(2024, 1, 1)},
+            {"name": "A", "last_login": date(2024, 1, 1)},  # a date is not a datetime
+        ),
+    ],
+)
+def test_anything_unusual_in_a_batch_is_left_to_for_create(
+    good: dict[str, Any], bad: dict[str, Any]
+) -> None:
+    preparer = RecordPreparer(model_info(User))
+    assert preparer.quick_batch([good, good]) is not None
+    assert preparer.quick_batch([good, bad]) is None
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [{"name": "Ada"}, {"email": "b@example.com", "name": "Bob"}],  # key sets differ
+        [{"name": "Ada"}, {"nick": "Bob"}],  # same length, other key
+        [{"id": 1, "name": "Ada"}, {"id": None, "name": "Bob"}],  # some keys given
+        [{"name": "Ada"}, UserCreate(name="Bob", email="b@example.com")],  # not a dict
+        [],
+    ],
+)
+def test_batches_of_mixed_shapes_are_left_to_for_create(batch: list[Any]) -> None:
+    assert RecordPreparer(model_info(User)).quick_batch(batch) is None
+
+
+def test_numeric_columns_use_the_columns_own_check() -> None:
+    preparer = RecordPreparer(model_info(Article))
+    assert preparer.quick_batch([{"title": "t", "score": Decimal("1.5")}]) is not None
+    assert preparer.quick_batch([{"title": "t", "score": Decimal("1e9")}]) is None
+    assert preparer.quick_batch([{"title": "t", "published": date(2024, 1, 1)}]) is None
+
+
+def test_with_a_pydantic_schema_every_record_goes_through_for_create() -> None:
+    preparer = RecordPreparer(model_info(User), create_schema=UserCreate)
+    assert preparer.quick_batch([{"name": "Ada", "email": "ada@example.com"}]) is None
