@@ -41,7 +41,7 @@ class PreparedRows(list[dict[str, Any]]):
     """Rows that all have the same keys, with their values also as columns."""
 
     keys: tuple[str, ...]
-    columns: list[tuple[Any, ...]]
+    columns: list[list[Any]]
 
 
 class QuickBatchCheck:
@@ -67,10 +67,9 @@ class QuickBatchCheck:
         if set(map(type, batch)) != {dict} or set(map(len, batch)) != {len(keys)}:
             return None
         try:
-            if len(keys) == 1:
-                columns = [tuple(record[keys[0]] for record in batch)]
-            else:
-                columns = list(zip(*map(itemgetter(*keys), batch), strict=True))
+            # Column by column: no tuple per row, so nothing for the garbage collector to
+            # chase (a tuple per row made gen-2 collections a fifth of bulk_create's time).
+            columns = [list(map(itemgetter(key), batch)) for key in keys]
         except KeyError:
             return None
         for key, column in zip(keys, columns, strict=True):

@@ -15,6 +15,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
+from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk.changes import BulkChanges
 from ._errors import translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
@@ -40,10 +41,6 @@ ModelT = TypeVar("ModelT")
 T = TypeVar("T")
 CreateSchemaT = TypeVar("CreateSchemaT")
 UpdateSchemaT = TypeVar("UpdateSchemaT")
-
-DEFAULT_BATCH_SIZE = 2000
-"""Records per batch when the caller gives none (clamped to the dialect's parameter limit);
-within 5-10% of the best size on every database in bench/batch_size.py."""
 
 DEFAULT_CHANGE_BATCH_SIZE = 10_000
 """Rows per bulk_update/bulk_delete batch when the caller gives none. A batch of keys is
@@ -297,7 +294,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     async def bulk_create(
         self,
         data_list: Records,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         emit_events: bool = True,
         ignore_conflicts: bool = False,
         *,
@@ -308,7 +305,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         Args:
             data_list: any iterable or async iterable of mappings, pydantic models,
                 dataclasses or model instances; only one batch is held in memory.
-            batch_size: records per batch, clamped to the dialect's bind-parameter limit.
+            batch_size: records per batch; None: the dialect's default (10,000 on
+                PostgreSQL, ``DEFAULT_BATCH_SIZE`` = 2,000 elsewhere), clamped to the
+                dialect's bind-parameter limit where rows travel as parameters.
             emit_events: publish one ``created`` event per committed batch.
             ignore_conflicts: skip records that hit a unique constraint instead of failing
                 their batch; each skip is reported (kind ``conflict``, message says "unique").

@@ -19,6 +19,7 @@ from sqlalchemy import Insert, Table, insert
 
 from .._fast_records import PreparedRows
 from ..exceptions import ConfigurationError
+from ._batching import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ class InsertStrategy(Protocol):
 
     max_parameters: int
     """Bind parameters one statement may carry; batches are clamped to fit."""
+    default_batch_size: int
+    """Records per batch when the caller gives no ``batch_size``."""
     limited_subquery_changes: bool
     """``UPDATE/DELETE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING id`` works, so a
     bulk update/delete batch is one statement (MySQL/MariaDB refuse LIMIT in such a
@@ -71,6 +74,7 @@ class ExecutemanyInsert:
         limited_subquery_changes: bool = True,
     ) -> None:
         self.max_parameters = max_parameters
+        self.default_batch_size = DEFAULT_BATCH_SIZE
         self.limited_subquery_changes = limited_subquery_changes
         self._ignoring_insert = ignoring_insert
         # SQLite and MariaDB give autoincrement keys in row order within one multi-row

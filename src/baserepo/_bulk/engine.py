@@ -77,7 +77,9 @@ class BulkEngine:
         self._preparer = preparer
         self._strategy = strategy
 
-    def clamp(self, batch_size: int) -> int:
+    def clamp(self, batch_size: int | None) -> int:
+        if batch_size is None:
+            batch_size = self._strategy.default_batch_size
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         return min(batch_size, self._strategy.rows_per_statement(self._info))
@@ -86,7 +88,7 @@ class BulkEngine:
         self,
         records: Iterable[Any] | AsyncIterable[Any],
         *,
-        batch_size: int,
+        batch_size: int | None,
         ignore_conflicts: bool,
         on_batch: BatchCommitted | None,
         progress: ProgressCallback | None,

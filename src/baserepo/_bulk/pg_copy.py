@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from sqlalchemy import Table
     from sqlalchemy.engine import Dialect
@@ -72,7 +72,7 @@ class CopyTarget:
         return keys
 
     async def copy(
-        self, session: AsyncSession, columns: Sequence[str], records: list[tuple[Any, ...]]
+        self, session: AsyncSession, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
     ) -> None:
         """COPY ``records`` (tuples in ``columns`` order, names not keys) into the table."""
         await _copy_records(session, self.table.name, self.table.schema, columns, records)
@@ -82,7 +82,7 @@ class CopyTarget:
         session: AsyncSession,
         pk_name: str,
         columns: Sequence[str],
-        records: list[tuple[Any, ...]],
+        records: Iterable[tuple[Any, ...]],
     ) -> set[Any]:
         """Stage ``records`` and move them in; returns the keys of the rows written."""
         quoted = ", ".join(_quote(session, name) for name in columns)
@@ -135,7 +135,7 @@ async def _copy_records(
     table_name: str,
     schema: str | None,
     columns: Sequence[str],
-    records: list[tuple[Any, ...]],
+    records: Iterable[tuple[Any, ...]],
 ) -> None:
     connection = await session.connection()
     raw = await connection.get_raw_connection()

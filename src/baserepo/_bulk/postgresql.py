@@ -41,6 +41,10 @@ __all__ = ["UnnestInsert", "insert_strategy"]
 # asyncpg refuses more than 32767 bind parameters in one statement (executemany fallback).
 MAX_PARAMETERS = 32_000
 
+DEFAULT_POSTGRESQL_BATCH_SIZE = 10_000
+"""COPY's cost per batch is mostly the batch's commit (a WAL flush): 10,000 records measured
+best, 2,000 10-15% slower (bench/batch_size.py, docs/performance.md)."""
+
 MAX_ARRAY_ROWS = 1_000_000
 """Rows of one array or COPY statement: far beyond any useful batch; memory decides."""
 
@@ -69,6 +73,7 @@ class UnnestInsert:
 
     def __init__(self) -> None:
         self.max_parameters = MAX_PARAMETERS
+        self.default_batch_size = DEFAULT_POSTGRESQL_BATCH_SIZE
         self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
         self._defaults: dict[Table, dict[str, Callable[[int], list[Any]]] | None] = {}
@@ -112,10 +117,8 @@ class UnnestInsert:
         # look at the batch did it already.
         if isinstance(rows, PreparedRows) and tuple(given) == rows.keys:
             columns: list[Any] = rows.columns
-        elif len(given) == 1:
-            columns = [[row[given[0]] for row in rows]]
         else:
-            columns = list(zip(*map(itemgetter(*given), rows), strict=True))
+            columns = [list(map(itemgetter(key), rows)) for key in given]
         arrays: dict[str, Any] = dict(zip(given, columns, strict=True))
         for key in filled:
             arrays[key] = defaults[key](len(rows))
@@ -161,8 +164,8 @@ async def _copy_group(
     pk_name = info.pk_column.name
     ids = await target.take_keys(session, count)
     names = [pk_name, *(table.c[key].name for key in keys)]
-    # Rows again, now with their keys: zip does it in C.
-    records = list(zip(ids, *(arrays[key] for key in keys), strict=True))
+    # Rows again, now with their keys, made one at a time while COPY encodes them.
+    records = zip(ids, *(arrays[key] for key in keys), strict=True)
     if ignore_conflicts:
         written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
         return [key if key in written else None for key in ids]

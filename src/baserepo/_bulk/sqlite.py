@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Insert, Sequence, Table, types
 from sqlalchemy.dialects import sqlite
 
+from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert, align_returned, group_by_keys, keys_are_known, match_keys
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class SqliteInsert:
 
     def __init__(self) -> None:
         self.max_parameters = MAX_PARAMETERS
+        self.default_batch_size = DEFAULT_BATCH_SIZE
         self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(
             MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True
