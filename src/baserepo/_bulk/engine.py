@@ -149,13 +149,20 @@ class BulkEngine:
                     self._session, self._info, rows, ignore_conflicts=ignore_conflicts
                 )
                 if on_batch is not None:
-                    created = [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
-                    if created:
-                        on_batch([i for i, _ in created], [r for _, r in created])
+                    if None not in ids:  # all created: no pair per row to build
+                        on_batch(ids, rows)
+                    else:
+                        created = [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
+                        if created:
+                            on_batch([i for i, _ in created], [r for _, r in created])
         except sa_exc.SQLAlchemyError as error:
             if is_unavailable(error):
                 raise _Unavailable(error) from error
             await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error)
+            return
+        if None not in ids:
+            tally.success_count += len(ids)
+            tally.created_ids.extend(ids)
             return
         for index, row, new_id in zip(positions, rows, ids, strict=True):
             if new_id is None:
