@@ -219,3 +219,29 @@ async def test_postgresql_concurrent_large_calls_never_share_a_key(
     stored = await emails_by_id(session_factory)
     assert_aligned(first, users(SIZE, "a"), stored)
     assert_aligned(second, users(SIZE, "b"), stored)
+
+
+async def test_postgresql_ignore_conflicts_honours_a_unique_index_the_model_does_not_know(
+    engine: AsyncEngine, session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    # The up-front look at the model's unique columns (email) lets a duplicate name through;
+    # the database's own index on name refuses it, and the batch is moved the staged way.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("about the COPY path's fallback")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE UNIQUE INDEX users_name_unique ON users (name)"))
+    records = users(SIZE)
+    records[1_500]["name"] = records[10]["name"]  # a clash the model cannot see
+    records[1_600]["email"] = records[1_599]["email"]  # and one it can
+    repo = BaseRepository(User, session)
+
+    result = await repo.bulk_create(records, batch_size=1_000, ignore_conflicts=True)
+
+    assert {f.index: f.kind for f in result.failures} == {
+        1_500: FailureKind.CONFLICT,
+        1_600: FailureKind.CONFLICT,
+    }
+    written = [r for i, r in enumerate(records) if i not in (1_500, 1_600)]
+    stored = await emails_by_id(session_factory)
+    assert len(stored) == len(written)
+    assert_aligned(result.created_ids, written, stored)

@@ -10,10 +10,12 @@ help (JSON, ARRAY, enums, custom TypeDecorators) fall back to SQLAlchemy's execu
 
 from __future__ import annotations
 
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
+from sqlalchemy import Insert, Sequence, Table, any_, bindparam, cast, func, select, types
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 from .._fast_records import PreparedRows
@@ -27,7 +29,7 @@ from ._insert import (
 from .pg_copy import COPY_MIN_ROWS, CopyTarget, copy_target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -164,13 +166,69 @@ async def _copy_group(
     pk_name = info.pk_column.name
     ids = await target.take_keys(session, count)
     names = [pk_name, *(table.c[key].name for key in keys)]
-    # Rows again, now with their keys, made one at a time while COPY encodes them.
-    records = zip(ids, *(arrays[key] for key in keys), strict=True)
     if ignore_conflicts:
+        checked = _checkable_unique_columns(info, keys)
+        if checked:
+            new_rows = await _new_rows(session, table, checked, arrays, count)
+            kept = [key if new else None for key, new in zip(ids, new_rows, strict=True)]
+            try:
+                # Someone may write a clashing row between the look and the COPY, or the
+                # database may know a unique index the model does not: then the staged way.
+                async with session.begin_nested():
+                    await target.copy(
+                        session, names, compress(_records(ids, keys, arrays), new_rows)
+                    )
+            except sa_exc.IntegrityError:
+                pass
+            else:
+                return kept
+        records = _records(ids, keys, arrays)
         written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
         return [key if key in written else None for key in ids]
-    await target.copy(session, names, records)
+    await target.copy(session, names, _records(ids, keys, arrays))
     return list(ids)
+
+
+def _records(ids: list[int], keys: list[str], arrays: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    # Rows again, now with their keys, made one at a time while COPY encodes them.
+    return zip(ids, *(arrays[key] for key in keys), strict=True)
+
+
+def _checkable_unique_columns(info: ModelInfo, keys: list[str]) -> list[str]:
+    """The columns whose values decide every possible conflict of these rows, when each
+    unique constraint besides the key is one column the rows carry; else []."""
+    checked: list[str] = []
+    for group in info.unique_groups:
+        if group == (info.pk_attr,):
+            continue  # keys come fresh from the sequence
+        if len(group) != 1 or info.column_keys[group[0]] not in keys:
+            return []
+        checked.append(info.column_keys[group[0]])
+    return checked
+
+
+async def _new_rows(
+    session: AsyncSession, table: Table, checked: list[str], arrays: dict[str, Any], count: int
+) -> list[bool]:
+    """Per row: True unless a row already holds one of its unique values, or an earlier row
+    of the batch does (the first one wins, as with ``ON CONFLICT DO NOTHING``)."""
+    new_rows = [True] * count
+    for key in checked:
+        column = table.c[key]
+        values = arrays[key]
+        present = [value for value in values if value is not None]
+        lookup = select(column).where(
+            column == any_(bindparam("present", type_=postgresql.ARRAY(column.type)))
+        )
+        taken = set((await session.execute(lookup, {"present": present})).scalars())
+        for position, value in enumerate(values):
+            if value is None:
+                continue  # NULLs never clash
+            if value in taken:
+                new_rows[position] = False
+            else:
+                taken.add(value)
+    return new_rows
 
 
 def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:
