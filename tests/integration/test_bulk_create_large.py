@@ -245,3 +245,25 @@ async def test_postgresql_ignore_conflicts_honours_a_unique_index_the_model_does
     stored = await emails_by_id(session_factory)
     assert len(stored) == len(written)
     assert_aligned(result.created_ids, written, stored)
+
+
+async def test_postgresql_a_value_copy_refuses_is_that_records_database_error(
+    engine: AsyncEngine, session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    # PostgreSQL text cannot hold NUL; COPY's error must name the record like any other.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite and MariaDB store NUL bytes")
+    records = users(SIZE)
+    records[1_234]["name"] = "nul\x00byte"
+    result = await BaseRepository(User, session).bulk_create(records, batch_size=1_000)
+
+    by_index = {f.index: f for f in result.failures}
+    assert set(by_index) == set(range(1_000, 2_000))
+    assert by_index[1_234].kind is FailureKind.DATABASE
+    assert "0x00" in by_index[1_234].message
+    assert by_index[1_000].kind is FailureKind.BATCH_ROLLED_BACK
+    stored = await emails_by_id(session_factory)
+    assert len(stored) == SIZE - 1_000
+    # The session is still usable after the refused COPY.
+    again = await BaseRepository(User, session).bulk_create(users(600, "again"))
+    assert again.success_count == 600
