@@ -48,7 +48,7 @@ async def test_large_batches_return_each_records_own_id_in_input_order(
     records = users(SIZE)
     result = await BaseRepository(User, session).bulk_create(records, batch_size=1_000)
 
-    assert result.success_count == SIZE and result.error_count == 0
+    assert (result.success_count, result.error_count) == (SIZE, 0)
     stored = await emails_by_id(session_factory)
     assert len(stored) == SIZE
     assert_aligned(result.created_ids, records, stored)

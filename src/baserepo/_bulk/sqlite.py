@@ -1,21 +1,36 @@
-"""SQLite: one multi-row ``INSERT ... VALUES (?, ...), (?, ...) RETURNING id`` per batch.
+"""SQLite: the batch as multi-row ``INSERT ... VALUES (?, ...), (?, ...)`` statements.
 
 SQLAlchemy's own executemany path ("insertmanyvalues") spends most of its time per value:
-building a parameter dict per row, then calling each column's bind processor value by value
-(a ``DateTime`` is formatted through a ``%``-dict per value). This strategy builds the
-statement text itself, once per (columns, row count), and the parameters column by column:
-a column without a bind processor costs nothing, a ``DateTime`` in SQLAlchemy's default
-SQLite storage format is converted by ``datetime.isoformat`` (the same text, checked), other
-types go through SQLAlchemy's own bind processor. The statement runs with
-``exec_driver_sql`` on the session's connection, so it is inside the transaction or
-SAVEPOINT SQLAlchemy opened and driver errors arrive as SQLAlchemy exceptions.
+a parameter dict per row, then each column's bind processor called value by value (a
+``DateTime`` is formatted through a ``%``-dict). Here the statement text is built once per
+(columns, row count) and the parameters column by column: a column without a bind processor
+costs nothing, a ``DateTime`` in SQLAlchemy's default SQLite storage format is converted by
+``datetime.isoformat`` (the same text, checked per column), other types go through
+SQLAlchemy's own bind processor. Statements run with ``exec_driver_sql`` on the session's
+connection, so they are inside the transaction or SAVEPOINT SQLAlchemy opened, engine events
+and logging see them, and driver errors arrive as SQLAlchemy exceptions.
 
-Ids are matched to rows as in ``_insert``: SQLite hands out increasing rowids in row order
-within one statement (what SQLAlchemy's ``sort_by_parameter_order`` relies on there too), and
-with ``ON CONFLICT DO NOTHING`` the returned unique values are compared with the values that
-were bound, so no result processing is needed. Tables this path cannot serve (a column type
-with a SQL-level ``bind_expression``, a default that is a SQL expression or needs the
-execution context) go through SQLAlchemy's executemany, as before.
+Which id each row got:
+
+* Keys known beforehand (given, or a Python-side default such as ``uuid4``) or
+  ``ignore_conflicts``: ``RETURNING`` the key (and the unique columns), matched back to the
+  rows as in ``_insert``, comparing returned values with the values that were bound.
+* An autoincrement key (the usual case): ``RETURNING`` costs SQLite a buffered result row and
+  Python a step and a tuple per row (a quarter of the insert), so only the first row of the
+  batch is inserted with ``RETURNING`` (its key, and the number of triggers on the table);
+  the rest go without. SQLite gives a rowid table's new row ``max(rowid) + 1`` (the guarantee
+  SQLAlchemy's ``sort_by_parameter_order`` relies on, here in its strict form), the batch
+  holds the database's write lock from that first row on, and with no trigger on the table
+  nothing else can insert in between: a statement of ``n`` rows after the row with key ``k``
+  gets ``k + 1 .. k + n``. Each statement is checked (``rowcount == n``, ``lastrowid == k +
+  n``), and the first row must show that the key is the rowid (``INTEGER PRIMARY KEY``, not
+  ``WITHOUT ROWID``); a table with triggers, a key that is not the rowid, or one too close to
+  the largest rowid (where SQLite starts picking rowids at random) gets ``RETURNING`` for
+  every row, as before.
+
+Tables this path cannot serve (a column type with a SQL-level ``bind_expression``, a default
+that is a SQL expression or needs the execution context, a row with no column at all) go
+through SQLAlchemy's executemany.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Insert, Sequence, Table, types
 from sqlalchemy.dialects import sqlite
 
-from ._batching import DEFAULT_BATCH_SIZE
+from .._fast_records import PreparedRows
 from ._insert import ExecutemanyInsert, align_returned, group_by_keys, keys_are_known, match_keys
 
 if TYPE_CHECKING:
@@ -48,6 +63,14 @@ __all__ = ["MAX_PARAMETERS", "SqliteInsert", "insert_strategy"]
 
 # SQLITE_MAX_VARIABLE_NUMBER defaults to 32766 since SQLite 3.32.
 MAX_PARAMETERS = 32_000
+DEFAULT_SQLITE_BATCH_SIZE = 10_000
+"""Records per batch by default: the batch's commit (a journal sync) is a sizeable part of
+its cost here; bench/batch_size.py puts 10,000 ahead of 2,000 (docs/performance.md)."""
+MAX_BATCH_ROWS = 1_000_000
+"""The largest batch accepted: the batch is split into statements within the parameter
+limit, so the limit does not clamp it."""
+MAX_ROWID = 2**63 - 1
+"""Past this SQLite picks new rowids at random: keys no longer follow row order."""
 
 _DEFAULT_DATETIME_FORMAT = sqlite.DATETIME._storage_format
 _ISO = methodcaller("isoformat", " ", "microseconds")
@@ -60,47 +83,41 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
 
 
 class _TablePlan:
-    """What the fast path needs to know about one table, or why it cannot serve it."""
+    """What the fast path needs to know about one table, or that it cannot serve it."""
 
     def __init__(self, table: Table) -> None:
-        self.usable = True
         self.defaults: dict[str, Callable[[int], list[Any]]] = {}
-        for column in table.columns:
-            if column.type._has_bind_expression:
-                self.usable = False  # SQL around the parameter: only SQLAlchemy renders it
-                return
-            maker = _default_maker(column)
-            if maker is False:
-                self.usable = False
-                return
-            if maker is not None:
-                self.defaults[column.key] = maker
+        # WITHOUT ROWID tables have no rowid to count keys from.
+        self.has_rowid = table.dialect_options["sqlite"].get("with_rowid", True) is not False
+        self.usable = all(self._servable(column) for column in table.columns)
 
-
-def _default_maker(column: Column[Any]) -> Callable[[int], list[Any]] | bool | None:
-    """Values for an omitted column's Python-side default; None: no default; False: can't."""
-    default = column.default
-    if default is None:
-        return None
-    if isinstance(default, Sequence) or not (default.is_scalar or default.is_callable):
-        return False  # a SQL expression (default=func.now()) or a sequence
-    arg: Any = default.arg  # type: ignore[attr-defined]
-    if default.is_scalar:
-        return lambda n: [arg] * n
-    try:
-        arg(None)
-    except TypeError:
-        return False  # a context-sensitive default: only SQLAlchemy can evaluate it
-    # Called once per row, as SQLAlchemy does (uuid4 must differ row to row).
-    return lambda n: [arg(None) for _ in range(n)]
+    def _servable(self, column: Column[Any]) -> bool:
+        if column.type._has_bind_expression:
+            return False  # SQL around the parameter: only SQLAlchemy renders it
+        default = column.default
+        if default is None:
+            return True
+        if isinstance(default, Sequence) or not (default.is_scalar or default.is_callable):
+            return False  # a SQL expression (default=func.now()) or a sequence
+        arg: Any = default.arg  # type: ignore[attr-defined]
+        if default.is_scalar:
+            self.defaults[column.key] = lambda n: [arg] * n
+            return True
+        try:
+            arg(None)
+        except TypeError:
+            return False  # a context-sensitive default: only SQLAlchemy can evaluate it
+        # Called once per row, as SQLAlchemy does (uuid4 must differ row to row).
+        self.defaults[column.key] = lambda n: [arg(None) for _ in range(n)]
+        return True
 
 
 class SqliteInsert:
-    """The batch as one multi-row ``VALUES`` statement; executemany for tables it can't serve."""
+    """Multi-row ``VALUES`` statements; SQLAlchemy's executemany for tables it can't serve."""
 
     def __init__(self) -> None:
         self.max_parameters = MAX_PARAMETERS
-        self.default_batch_size = DEFAULT_BATCH_SIZE
+        self.default_batch_size = DEFAULT_SQLITE_BATCH_SIZE
         self.limited_subquery_changes = True
         self._fallback = ExecutemanyInsert(
             MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True
@@ -108,14 +125,20 @@ class SqliteInsert:
         self._plans: weakref.WeakKeyDictionary[Table, _TablePlan] = weakref.WeakKeyDictionary()
 
     def rows_per_statement(self, info: ModelInfo) -> int:
-        return self._fallback.rows_per_statement(info)
+        if not self._plan(info.table).usable:
+            return self._fallback.rows_per_statement(info)
+        return MAX_BATCH_ROWS  # the batch is split into statements within the limit
+
+    def _plan(self, table: Table) -> _TablePlan:
+        plan = self._plans.get(table)
+        if plan is None:
+            plan = self._plans[table] = _TablePlan(table)
+        return plan
 
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
     ) -> list[Any | None]:
-        plan = self._plans.get(info.table)
-        if plan is None:
-            plan = self._plans[info.table] = _TablePlan(info.table)
+        plan = self._plan(info.table)
         if not plan.usable:
             return await self._fallback.insert(
                 session, info, rows, ignore_conflicts=ignore_conflicts
@@ -123,12 +146,13 @@ class SqliteInsert:
         if not rows:
             return []
         flat = _flat_if_same_keys(rows)
-        if flat is not None:  # the usual case: one key set, transposed in C
-            return await self._insert_group(session, info, plan, list(rows), flat, ignore_conflicts)
+        if flat is not None:  # the usual case: one key set, flattened in C
+            return await self._insert_group(session, info, plan, rows, flat, ignore_conflicts)
         ids: list[Any | None] = [None] * len(rows)
         for positions, group in group_by_keys(rows):
             flat = _flat_if_same_keys(group)
-            assert flat is not None
+            if flat is None:  # pragma: no cover - a group has one key set by construction
+                raise RuntimeError("rows of one key group differ in their keys")
             group_ids = await self._insert_group(session, info, plan, group, flat, ignore_conflicts)
             for position, new_id in zip(positions, group_ids, strict=True):
                 ids[position] = new_id
@@ -139,46 +163,45 @@ class SqliteInsert:
         session: AsyncSession,
         info: ModelInfo,
         plan: _TablePlan,
-        rows: list[Row],
+        rows: Seq[Row],
         flat: list[Any],
         ignore_conflicts: bool,
     ) -> list[Any | None]:
+        """Rows with one key set; ``flat`` holds their values row after row."""
         table = info.table
         pk_key = info.column_keys[info.pk_attr]
         given = tuple(rows[0])
-        pk_known = pk_key in rows[0] or keys_are_known(info, rows)
-        if pk_key not in given and pk_key in rows[0]:  # a Python-side key default just filled
+        pk_known = pk_key in rows[0] or keys_are_known(info, list(rows))
+        if pk_known and pk_key not in given:  # a Python-side key default, just filled in
             given += (pk_key,)
             flat = _widen(flat, len(given) - 1, [[row[pk_key] for row in rows]])
-        connection = await session.connection()
-        dialect = connection.dialect
-
         filled = tuple(key for key in plan.defaults if key not in rows[0])
-        keys = given + filled
         if filled:
             flat = _widen(flat, len(given), [plan.defaults[key](len(rows)) for key in filled])
+        keys = given + filled
         width = len(keys)
         if width == 0:  # nothing but server defaults: INSERT ... DEFAULT VALUES, row by row
             return await self._fallback.insert(
                 session, info, rows, ignore_conflicts=ignore_conflicts
             )
+        connection = await session.connection()
+        dialect = connection.dialect
         for position, key in enumerate(keys):
-            column = flat[position::width]
-            bound = _bound(table.c[key], dialect, column)
-            if bound is not column:
+            values = flat[position::width]
+            bound = _bound(table.c[key], dialect, values)
+            if bound is not values:
                 flat[position::width] = bound
+        batch = _Batch(self, connection, table, keys, flat)
 
+        if not ignore_conflicts and not pk_known and plan.has_rowid:
+            return await batch.counting_keys(pk_key)
         matched = match_keys(info, rows[0]) if ignore_conflicts else []
-        returning = (pk_key, *matched)
-        statement = _statement(
-            table, keys, len(rows), returning, ignore_conflicts, dialect.identifier_preparer
-        )
-        returned = await self._run(connection, statement, tuple(flat))
+        returned = await batch.returning(0, len(rows), (pk_key, *matched), ignore_conflicts)
         if not matched and not pk_known:
-            return align_returned(info, rows, returned, [], pk_known=False)
+            return align_returned(info, list(rows), returned, [], pk_known=False)
         # Compare what RETURNING gives with what was bound (both as stored), not with the
         # Python values: no result processing, and no doubt about round trips.
-        compared = [key for key in returning if key in keys]  # the key only when it is known
+        compared = [key for key in (pk_key, *matched) if key in keys]
         bound_rows = [
             dict(zip(compared, values, strict=True))
             for values in zip(*(flat[keys.index(key) :: width] for key in compared), strict=True)
@@ -186,22 +209,94 @@ class SqliteInsert:
         aligned = align_returned(info, bound_rows, returned, matched, pk_known=pk_known)
         if not pk_known:
             return aligned
-        return [None if new_id is None else row[pk_key] for new_id, row in zip(aligned, rows)]
+        return [None if i is None else row[pk_key] for i, row in zip(aligned, rows, strict=True)]
 
 
-    async def _run(
-        self, connection: AsyncConnection, statement: str, parameters: tuple[Any, ...]
+class _Batch:
+    """One key group's bound values, sent in statements within the parameter limit."""
+
+    def __init__(
+        self,
+        strategy: SqliteInsert,
+        connection: AsyncConnection,
+        table: Table,
+        keys: tuple[str, ...],
+        flat: list[Any],
+    ) -> None:
+        self.connection = connection
+        self.table = table
+        self.keys = keys
+        self.flat = flat
+        self.width = len(keys)
+        self.row_count = len(flat) // self.width
+        self.per_statement = max(1, strategy.max_parameters // self.width)
+        self.preparer = connection.dialect.identifier_preparer
+
+    def _chunks(self, start: int) -> list[tuple[int, int]]:
+        step = self.per_statement
+        return [(s, min(step, self.row_count - s)) for s in range(start, self.row_count, step)]
+
+    def _parameters(self, start: int, count: int) -> tuple[Any, ...]:
+        return tuple(self.flat[start * self.width : (start + count) * self.width])
+
+    async def returning(
+        self, start: int, stop: int, returned: tuple[str, ...], ignore_conflicts: bool
     ) -> list[tuple[Any, ...]]:
-        result = await connection.exec_driver_sql(statement, parameters)
-        return [tuple(row) for row in result]
+        """Insert rows ``start:stop``; the RETURNING rows of every statement, in order."""
+        rows: list[tuple[Any, ...]] = []
+        for first, count in self._chunks(start):
+            count = min(count, stop - first)
+            if count <= 0:
+                break
+            statement = _statement(
+                self.table, self.keys, count, returned, ignore_conflicts, self.preparer
+            )
+            result = await self.connection.exec_driver_sql(
+                statement, self._parameters(first, count)
+            )
+            rows += [tuple(row) for row in result]
+        return rows
+
+    async def counting_keys(self, pk_key: str) -> list[Any | None]:
+        """Autoincrement keys: RETURNING for the first row only, then counted (module doc)."""
+        statement = _first_row_statement(self.table, self.keys, pk_key, self.preparer)
+        parameters = (*self._parameters(0, 1), self.table.name, self.table.name)
+        result = await self.connection.exec_driver_sql(statement, parameters)
+        [(first_key, triggers)] = [tuple(row) for row in result]
+        is_rowid = type(first_key) is int and first_key == result.lastrowid
+        if triggers or not is_rowid or first_key > MAX_ROWID - self.row_count:
+            rest = await self.returning(1, self.row_count, (pk_key,), False)
+            return [first_key, *sorted(row[0] for row in rest)]
+        ids: list[Any | None] = [first_key]
+        last = first_key
+        for first, count in self._chunks(1):
+            statement = _statement(self.table, self.keys, count, (), False, self.preparer)
+            result = await self.connection.exec_driver_sql(
+                statement, self._parameters(first, count)
+            )
+            if result.rowcount != count or result.lastrowid != last + count:
+                raise RuntimeError(
+                    f"SQLite gave {result.rowcount} of {count} rows keys up to "
+                    f"{result.lastrowid}, not {last + 1}..{last + count}; ids can't be matched "
+                    f"to records (is something else writing to {self.table.name}?)"
+                )
+            ids.extend(range(last + 1, last + count + 1))
+            last += count
+        return ids
 
 
 def _flat_if_same_keys(rows: Seq[Row]) -> list[Any] | None:
     """All values row after row (in the first row's key order), or None if key sets differ.
 
-    Same length and every key of the first row present means the same key set.
+    Rows of one length that all hold every key of the first row have its key set.
     """
     keys = tuple(rows[0])
+    columns = getattr(rows, "columns", None)  # PreparedRows: the quick look built them
+    if isinstance(rows, PreparedRows) and columns is not None and keys == rows.keys:
+        flat: list[Any] = [None] * (len(rows) * len(keys))
+        for position, values in enumerate(columns):
+            flat[position :: len(keys)] = values
+        return flat
     if len(set(map(len, rows))) != 1:
         return None
     try:
@@ -215,7 +310,7 @@ def _flat_if_same_keys(rows: Seq[Row]) -> list[Any] | None:
 
 
 def _widen(flat: list[Any], width: int, extra: list[list[Any]]) -> list[Any]:
-    """Append columns to a row-major flat list of ``width`` values per row."""
+    """Append columns (``extra``, one list per column) to ``flat``, ``width`` values a row."""
     new_width = width + len(extra)
     widened: list[Any] = [None] * (len(extra[0]) * new_width)
     for position in range(width):
@@ -225,7 +320,7 @@ def _widen(flat: list[Any], width: int, extra: list[list[Any]]) -> list[Any]:
     return widened
 
 
-def _bound(column: Column[Any], dialect: Dialect, values: Seq[Any]) -> Seq[Any]:
+def _bound(column: Column[Any], dialect: Dialect, values: list[Any]) -> list[Any]:
     """The values as the driver gets them: SQLAlchemy's bind processor, column at a time."""
     processor = column.type._cached_bind_processor(dialect)
     if processor is None:
@@ -254,11 +349,28 @@ def _statement(
     names = ", ".join(quote(table.c[key].name) for key in keys)
     placeholders = "(" + ", ".join("?" * len(keys)) + ")"
     values = ", ".join([placeholders] * row_count)
-    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    returned = ", ".join(quote(table.c[key].name) for key in returning)
+    statement = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES {values}"
+    if ignore_conflicts:
+        statement += " ON CONFLICT DO NOTHING"
+    if returning:
+        statement += " RETURNING " + ", ".join(quote(table.c[key].name) for key in returning)
+    return statement
+
+
+@lru_cache(maxsize=64)
+def _first_row_statement(table: Table, keys: tuple[str, ...], pk_key: str, preparer: Any) -> str:
+    """One row, RETURNING its key and the number of triggers on the table (any schema's
+    TEMP triggers counted too); the table name is bound twice after the row's values."""
+    schema = f"{preparer.quote_schema(table.schema)}." if table.schema else ""
+    # tbl_name keeps the spelling of CREATE TRIGGER ... ON EVENTS; names ignore case.
+    where = "type = 'trigger' AND tbl_name = ? COLLATE NOCASE"
+    triggers = (
+        f"(SELECT count(*) FROM {schema}sqlite_master WHERE {where})"
+        f" + (SELECT count(*) FROM sqlite_temp_master WHERE {where})"
+    )
     return (
-        f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES {values}"
-        f"{conflict} RETURNING {returned}"
+        _statement(table, keys, 1, (), False, preparer)
+        + f" RETURNING {preparer.quote(table.c[pk_key].name)}, {triggers}"
     )
 
 
