@@ -1,8 +1,8 @@
 """bulk_create with batches large enough for the fast paths (COPY on PostgreSQL).
 
 The small-batch tests in test_bulk_create.py pin the semantics; these run the same guarantees
-through batches of hundreds and thousands of records, where PostgreSQL switches to COPY with
-keys drawn from the sequence beforehand. Every created id is checked against the unique email
+through batches of thousands of records (on PostgreSQL by COPY, with
+keys drawn from the sequence beforehand). Every created id is checked against the unique email
 of the input record at the same position.
 """
 

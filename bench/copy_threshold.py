@@ -1,0 +1,65 @@
+"""Where COPY starts to beat the array statement on PostgreSQL: bulk_create of one batch of
+n rows (the harness's users) both ways, alternating, median of --repeat runs. The printed table
+is the one behind ``COPY_MIN_ROWS`` in src/baserepo/_bulk/pg_copy.py (docs/performance.md).
+
+    .venv/bin/python bench/copy_threshold.py [--repeat 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from alternatives.data import BenchUser, drop_tables, fresh_table, generate_rows
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import baserepo._bulk.postgresql as pg_strategy
+from baserepo import BaseRepository, create_engine
+from baserepo._demo import ensure_database
+
+URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
+SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_000)
+WAYS = {"arrays": 10**9, "COPY": 1}
+"""The smallest batch that goes by COPY, per way (patched in for the run)."""
+
+
+async def one_call(session: AsyncSession, rows: int, tag: str) -> float:
+    repo = BaseRepository(BenchUser, session)
+    data = generate_rows(rows, tag)
+    start = time.perf_counter()
+    result = await repo.bulk_create(data, batch_size=rows)
+    seconds = time.perf_counter() - start
+    if result.success_count != rows:
+        raise RuntimeError(result.errors[:3])
+    return seconds
+
+
+async def main(repeat: int) -> None:
+    await ensure_database(URL)
+    engine = create_engine(URL)
+    timings: dict[tuple[int, str], list[float]] = {}
+    try:
+        await fresh_table(engine, BenchUser)
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            for run in range(repeat):
+                for size in SIZES:
+                    for way, threshold in WAYS.items():
+                        pg_strategy.COPY_MIN_ROWS = threshold
+                        seconds = await one_call(session, size, f"{way}{run}.{size}")
+                        timings.setdefault((size, way), []).append(seconds)
+        await drop_tables(engine)
+    finally:
+        await engine.dispose()
+    print(f"bulk_create of one batch on PostgreSQL, median of {repeat}")
+    print(f"{'rows':>6} {'arrays rows/s':>14} {'COPY rows/s':>12} {'COPY/arrays':>12}")
+    for size in SIZES:
+        arrays, copy = (size / statistics.median(timings[(size, way)]) for way in WAYS)
+        print(f"{size:>6} {arrays:>14,.0f} {copy:>12,.0f} {copy / arrays:>12.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    asyncio.run(main(parser.parse_args().repeat))
