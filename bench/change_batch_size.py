@@ -1,70 +1,154 @@
-"""bulk_update of ~30% of a 100,000-row PostgreSQL table against the single Core
-``UPDATE ... RETURNING id``, for two batch sizes (median of 3; the table is ANALYZEd after
-loading, as autovacuum would). The figures behind DEFAULT_CHANGE_BATCH_SIZE in
-docs/performance.md.
+"""bulk_update / bulk_delete (soft, hard) against the single Core statement with
+``RETURNING id``, for several batch sizes: ~30% of a PostgreSQL table (``salary < 48000``,
+the harness's rows and filter), the table ANALYZEd and checkpointed before each timed call as
+autovacuum and the harness would. Median of ``--repeat`` runs, methods interleaved. The
+figures behind DEFAULT_CHANGE_BATCH_SIZE in docs/performance.md.
 
     .venv/bin/python bench/change_batch_size.py
+    .venv/bin/python bench/change_batch_size.py --tables 100000 --batches 10000,50000 --repeat 5
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
 import statistics
 import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
-from _users import user_model
-from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
+from alternatives.data import COLUMNS, SALARY_CUTOFF, as_tuple, generate_rows
+from sqlalchemy import Boolean, DateTime, Integer, String, delete, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from baserepo import BaseRepository, create_engine
+from baserepo import BaseRepository, EventBus, create_engine
 from baserepo._demo import ensure_database
 
-Base, BenchUser = user_model("bench_change_users")
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
+RAW_URL = "postgresql://postgres@127.0.0.1:5432/baserepo_bench"
+CHANGES = ("update", "soft delete", "hard delete")
 
 
-async def one_run(engine, batch_size: int | None) -> float:  # type: ignore[no-untyped-def]
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.run_sync(Base.metadata.create_all)
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        repo = BaseRepository(BenchUser, session)
-        rows = ({"name": f"U{i}", "email": f"u{i}@x", "salary": i % 100} for i in range(100_000))
-        await repo.bulk_create(rows, batch_size=5000)
-        await session.execute(text(f"ANALYZE {BenchUser.__tablename__}"))
-        await session.commit()
-        start = time.perf_counter()
-        if batch_size is None:
-            statement = (
-                update(BenchUser)
-                .where(BenchUser.salary < 30)
-                .values(department="ops")
-                .returning(BenchUser.id)
-            )
-            changed = len((await session.execute(statement)).all())
-            await session.commit()
-        else:
-            result = await repo.bulk_update(
-                {"salary__lt": 30}, {"department": "ops"}, batch_size=batch_size
-            )
-            changed = result.success_count
-        return changed / (time.perf_counter() - start)
+class Base(DeclarativeBase):
+    pass
+
+
+class Staff(Base):
+    __tablename__ = "bench_change_staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    department: Mapped[str | None] = mapped_column(String(50))
+    salary: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+Timed = Callable[[], Awaitable[int]]
+
+
+def core(engine: AsyncEngine, change: str) -> Timed:
+    where = (Staff.salary < SALARY_CUTOFF, Staff.deleted_at.is_(None))
+    statement: Any
+    if change == "update":
+        statement = update(Staff).where(*where).values(is_active=False)
+    elif change == "soft delete":
+        statement = update(Staff).where(*where).values(deleted_at=datetime.now())
+    else:
+        statement = delete(Staff).where(*where)
+
+    async def run() -> int:
+        async with engine.connect() as conn:
+            ids = list((await conn.execute(statement.returning(Staff.id))).scalars())
+            await conn.commit()
+        return len(ids)
+
+    return run
+
+
+def ours(engine: AsyncEngine, change: str, batch_size: int) -> Timed:
+    filters = {"salary__lt": SALARY_CUTOFF}
+
+    async def run() -> int:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            repo = BaseRepository(Staff, session, event_bus=EventBus())
+            if change == "update":
+                result = await repo.bulk_update(filters, {"is_active": False}, batch_size)
+            else:
+                soft = change == "soft delete"
+                result = await repo.bulk_delete(filters, soft, batch_size)
+        if result.error_count:
+            raise RuntimeError(result.errors)
+        return result.success_count
+
+    return run
+
+
+async def measure(
+    engine: AsyncEngine, raw: asyncpg.Connection, rows: int, batches: list[int], repeat: int
+) -> None:
+    records = [as_tuple(r) for r in generate_rows(rows, "change")]
+    touched = sum(1 for r in records if r[COLUMNS.index("salary")] < SALARY_CUTOFF)
+    for change in CHANGES:
+        methods = {"core": core(engine, change)}
+        methods.update({f"{b:,}": ours(engine, change, b) for b in batches})
+        seconds: dict[str, list[float]] = {name: [] for name in methods}
+        for repetition in range(repeat + 1):  # the first round only warms up
+            order = list(methods) if repetition % 2 else list(reversed(methods))
+            for name in order:
+                async with engine.begin() as conn:
+                    await conn.run_sync(Base.metadata.drop_all)
+                    await conn.run_sync(Base.metadata.create_all)
+                await raw.copy_records_to_table(
+                    Staff.__tablename__, records=records, columns=COLUMNS
+                )
+                await raw.execute(f"ANALYZE {Staff.__tablename__}")
+                await raw.execute("CHECKPOINT")
+                gc.collect()
+                started = time.perf_counter()
+                changed = await methods[name]()
+                elapsed = time.perf_counter() - started
+                if changed != touched:
+                    raise RuntimeError(f"{change} {name}: {changed} rows, expected {touched}")
+                if repetition:
+                    seconds[name].append(elapsed)
+        base = touched / statistics.median(seconds["core"])
+        ratios = "  ".join(
+            f"{name:>7} {touched / statistics.median(seconds[name]) / base:.2f}"
+            for name in methods
+            if name != "core"
+        )
+        print(
+            f"{rows:>9,} rows, {touched:,} touched, {change:<11}: "
+            f"core {base:>9,.0f} rows/s; batch {ratios}",
+            flush=True,
+        )
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", default="100000,500000", help="table sizes, comma list")
+    parser.add_argument("--batches", default="1000,10000,20000,50000", help="batch sizes")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
     await ensure_database(URL)
     engine = create_engine(URL)
+    raw = await asyncpg.connect(RAW_URL)
     try:
-        core = statistics.median([await one_run(engine, None) for _ in range(3)])
-        for batch_size in (1_000, 10_000):
-            ours = statistics.median([await one_run(engine, batch_size) for _ in range(3)])
-            print(
-                f"batch {batch_size:>6,}: bulk_update {ours:>9,.0f} rows/s, "
-                f"single statement {core:>9,.0f} rows/s, ratio {ours / core:.2f}"
-            )
+        print("rows/s of bulk_update/bulk_delete relative to one Core statement (median)")
+        for rows in map(int, args.tables.split(",")):
+            batches = [b for b in map(int, args.batches.split(",")) if b * 40 >= rows * 0.3]
+            await measure(engine, raw, rows, batches, args.repeat)
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.drop_all)
     finally:
+        await raw.close()
         await engine.dispose()
 
 

@@ -42,10 +42,12 @@ T = TypeVar("T")
 CreateSchemaT = TypeVar("CreateSchemaT")
 UpdateSchemaT = TypeVar("UpdateSchemaT")
 
-DEFAULT_CHANGE_BATCH_SIZE = 10_000
-"""Rows per bulk_update/bulk_delete batch when the caller gives none. A batch of keys is
-small, and its cost is mostly its commit (a WAL flush): 10,000 measured 0.86x the single
-statement against 0.44x for 1,000 (bench/change_batch_size.py)."""
+DEFAULT_CHANGE_BATCH_SIZE = 50_000
+"""Rows per bulk_update/bulk_delete batch when the caller gives none. Each batch pays a commit
+and a search for its own rows: for a cheap change (a hard delete of 30,000 of 100,000 rows)
+that left 0.68x the single statement at 10,000 and 0.76x at 20,000, 1.07x at 50,000
+(bench/change_batch_size.py). PostgreSQL keeps row locks in the rows, so a larger batch only
+holds them longer (~0.1 s for 50,000 deletes, ~0.35 s for updates); docs/performance.md."""
 
 Filters = Mapping[str, Any]
 Records = Iterable[Any] | AsyncIterable[Any]
@@ -373,6 +375,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
                 EventType.SOFT_DELETED if soft else EventType.DELETED, emit_events, with_rows=False
             ),
             progress=progress,
+            # A deleted row is gone, a soft-deleted one fails the `deleted_at IS NULL` above.
+            stops_matching=True,
         )
 
     # -- cache ---------------------------------------------------------------------------

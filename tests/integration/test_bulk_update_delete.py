@@ -4,15 +4,20 @@ The data is seeded with plain SQLAlchemy, and every expectation is checked by re
 back (soft-deleted ones included) from a brand-new session.
 """
 
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Integer, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import (
     BaseRepository,
+    BulkOperationResult,
     ConfigurationError,
     EventBus,
     EventType,
@@ -449,3 +454,290 @@ async def test_article_bulk_delete_is_hard_by_default(
     async with session_factory() as fresh:
         left = sorted((await fresh.scalars(select(Article.title))).all())
     assert left == ["a0", "a1"]
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+CountQueries = Callable[[], AbstractContextManager[Any]]
+CHANGES = ["update", "soft delete", "hard delete"]
+
+
+async def change_batch_rows(
+    repo: BaseRepository[User, Any, Any], change: str, size: int, reports: list[int]
+) -> BulkOperationResult:
+    """Change the rows of department "batch": a delete makes them stop matching, the update
+    leaves them matching, so only keyset pagination keeps a row from being visited twice."""
+    if change == "update":
+        return await repo.bulk_update(
+            {"department": "batch"}, {"status": "seen"}, batch_size=size, progress=reports.append
+        )
+    return await repo.bulk_delete(
+        {"department": "batch"},
+        soft_delete=change == "soft delete",
+        batch_size=size,
+        progress=reports.append,
+    )
+
+
+async def seed_batch_rows(factory: async_sessionmaker[AsyncSession], count: int) -> list[int]:
+    """``count`` rows of department "batch" among others, one of them already soft-deleted."""
+    async with factory() as setup, setup.begin():
+        matching = [User(name=f"b{i}", department="batch") for i in range(count)]
+        setup.add_all([User(name="other", department="other"), *matching])
+        setup.add(User(name="gone", department="batch", deleted_at=ANCIENT))
+    return sorted(u.id for u in matching)
+
+
+def batch_lookups(statements: list[str]) -> int:
+    """Statements that choose a batch: each has a LIMIT (MariaDB's change by key has none)."""
+    return sum(1 for s in statements if re.search(r"\bLIMIT\b", s, re.IGNORECASE))
+
+
+def assert_changed(change: str, after: dict[str, User], names: set[str]) -> None:
+    if change == "hard delete":
+        assert not names & set(after)
+    elif change == "soft delete":
+        assert all(after[n].deleted_at is not None for n in names)
+    else:
+        assert all(after[n].status == "seen" for n in names)
+
+
+def recording_repo(session: AsyncSession) -> tuple[BaseRepository[User, Any, Any], Recorder]:
+    bus, seen = EventBus(), Recorder()
+    for kind in EventType:
+        bus.subscribe(kind, seen)
+    return BaseRepository(User, session, event_bus=bus), seen
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_short_batch_is_the_last_one(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    count_queries: CountQueries,
+    change: str,
+) -> None:
+    ids = await seed_batch_rows(session_factory, 10)
+    before = await snapshot(session_factory)
+    repo, seen = recording_repo(session)
+    reports: list[int] = []
+
+    with count_queries() as log:
+        result = await change_batch_rows(repo, change, 4, reports)
+
+    assert (result.success_count, result.error_count) == (10, 0)
+    assert result.affected_ids == ids
+    assert reports == [4, 8, 10]
+    assert [len(e.ids) for e in seen.events] == [4, 4, 2]
+    # Batches of 4, 4 and 2: the short one ends the walk, no look for a fourth batch.
+    assert batch_lookups(log.statements) == 3, log.statements
+    after = await snapshot(session_factory)
+    assert_changed(change, after, {f"b{i}" for i in range(10)})
+    unchanged(before, after, {"other", "gone"})
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_batches_ending_exactly_at_batch_size(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    count_queries: CountQueries,
+    change: str,
+) -> None:
+    ids = await seed_batch_rows(session_factory, 8)
+    before = await snapshot(session_factory)
+    repo, seen = recording_repo(session)
+    reports: list[int] = []
+
+    with count_queries() as log:
+        result = await change_batch_rows(repo, change, 4, reports)
+
+    assert (result.success_count, result.error_count) == (8, 0)
+    assert result.affected_ids == ids
+    # A full last batch cannot tell that nothing follows: one more look finds nothing, and
+    # neither reports progress nor publishes an event.
+    assert reports == [4, 8]
+    assert [len(e.ids) for e in seen.events] == [4, 4]
+    assert batch_lookups(log.statements) == 3, log.statements
+    after = await snapshot(session_factory)
+    assert_changed(change, after, {f"b{i}" for i in range(8)})
+    unchanged(before, after, {"other", "gone"})
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_one_batch_holding_every_match(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    count_queries: CountQueries,
+    change: str,
+) -> None:
+    ids = await seed_batch_rows(session_factory, 5)
+    repo, seen = recording_repo(session)
+    reports: list[int] = []
+
+    with count_queries() as log:
+        result = await change_batch_rows(repo, change, 100, reports)
+
+    assert result.affected_ids == ids
+    assert reports == [5]
+    assert [e.ids for e in seen.events] == [tuple(ids)]
+    assert batch_lookups(log.statements) == 1, log.statements
+    assert_changed(change, await snapshot(session_factory), {f"b{i}" for i in range(5)})
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_batches_inside_the_callers_transaction(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    change: str,
+) -> None:
+    ids = await seed_batch_rows(session_factory, 7)
+    before = await snapshot(session_factory)
+    repo, seen = recording_repo(session)
+    reports: list[int] = []
+
+    async with session.begin():
+        result = await change_batch_rows(repo, change, 3, reports)
+        # Three SAVEPOINTs released, nothing committed, no event before the caller's commit.
+        unchanged(before, await snapshot(session_factory), set(before))
+        assert seen.events == []
+
+    assert result.affected_ids == ids
+    assert reports == [3, 6, 7]
+    assert [len(e.ids) for e in seen.events] == [3, 3, 1]
+    after = await snapshot(session_factory)
+    assert_changed(change, after, {f"b{i}" for i in range(7)})
+    unchanged(before, after, {"other", "gone"})
+
+
+class Rollback(Exception):
+    """Raised in a test to make the caller's block roll back."""
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_batches_rolled_back_with_the_callers_transaction(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    change: str,
+) -> None:
+    await seed_batch_rows(session_factory, 7)
+    before = await snapshot(session_factory)
+    repo, seen = recording_repo(session)
+
+    async def rolled_back() -> None:
+        async with session.begin():
+            result = await change_batch_rows(repo, change, 3, [])
+            assert result.success_count == 7
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await rolled_back()
+
+    unchanged(before, await snapshot(session_factory), set(before))
+    assert seen.events == []
+
+
+# -- PostgreSQL: batches reached by ctid -------------------------------------------------------
+
+
+def only_on_postgresql(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("batches are reached by ctid on PostgreSQL only")
+
+
+async def test_a_failing_unordered_first_delete_batch_is_redone_in_key_order(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    only_on_postgresql(engine)
+    ids = await seed_batch_rows(session_factory, 9)
+    async with engine.begin() as conn:
+        # New versions of b0-b2 go after the other rows: a scan in the table's own order (the
+        # unordered first batch) meets b3, b4, b5 first; key order meets b0, b1, b2 first.
+        await conn.execute(
+            text("UPDATE users SET status = 'moved' WHERE id <= :id"), {"id": ids[2]}
+        )
+        # A row another table points at cannot be deleted: b4.
+        await conn.execute(text("CREATE TABLE pins (user_id INTEGER REFERENCES users (id))"))
+        await conn.execute(text("INSERT INTO pins VALUES (:id)"), {"id": ids[4]})
+    try:
+        reports: list[int] = []
+        result = await BaseRepository(User, session).bulk_delete(
+            {"department": "batch"}, soft_delete=False, batch_size=3, progress=reports.append
+        )
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE pins"))
+
+    # The failed unordered batch left no trace; in key order only b3-b5's batch fails.
+    assert (result.success_count, result.error_count) == (6, 3)
+    assert result.affected_ids == ids[:3] + ids[6:]
+    assert [f.ids for f in result.failures] == [tuple(ids[3:6])]
+    assert result.failures[0].kind is FailureKind.INTEGRITY
+    assert reports == [3, 6, 9]
+    after = await snapshot(session_factory)
+    assert {n for n in after if n.startswith("b")} == {"b3", "b4", "b5"}
+
+
+class InheritanceBase(DeclarativeBase):
+    pass
+
+
+class Parent(InheritanceBase):
+    """Rows of a child table (``INHERITS``) show through it, with ctids of their own file."""
+
+    __tablename__ = "baserepo_parent"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    v: Mapped[int] = mapped_column(Integer)
+
+
+@pytest.mark.parametrize("change", ["update", "hard delete"])
+async def test_rows_sharing_a_ctid_across_inherited_tables_are_changed_once(
+    engine: AsyncEngine, session: AsyncSession, change: str
+) -> None:
+    only_on_postgresql(engine)
+    async with engine.begin() as conn:
+        for statement in (
+            "DROP TABLE IF EXISTS baserepo_child, baserepo_parent",
+            "CREATE TABLE baserepo_parent (id INTEGER PRIMARY KEY, v INTEGER)",
+            "CREATE TABLE baserepo_child () INHERITS (baserepo_parent)",
+            # Same ctids (0,1)..(0,4) in both files, keys 1-4 in the parent, 5-8 in the child.
+            "INSERT INTO baserepo_parent SELECT g, 0 FROM generate_series(1, 4) g",
+            "INSERT INTO baserepo_child SELECT g, 0 FROM generate_series(5, 8) g",
+        ):
+            await conn.execute(text(statement))
+    try:
+        repo = BaseRepository(Parent, session)
+        if change == "update":
+            result = await repo.bulk_update({"v": 0}, {"v": 0}, batch_size=2)
+        else:
+            result = await repo.bulk_delete({}, soft_delete=False, batch_size=2)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE baserepo_child, baserepo_parent"))
+
+    # The update keeps every row matching: a row reached through another table's ctid would
+    # be changed in a batch not its own and again in its own.
+    assert result.affected_ids == list(range(1, 9))
+    assert result.success_count == 8
+
+
+@pytest.mark.parametrize("batch_size", [2, 100])
+async def test_update_applies_onupdate_defaults(
+    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession], batch_size: int
+) -> None:
+    await seed_batch_rows(session_factory, 5)
+    started = utcnow()
+
+    result = await BaseRepository(User, session).bulk_update(
+        {"department": "batch"}, {"status": "seen"}, batch_size=batch_size
+    )
+
+    assert result.success_count == 5
+    after = await snapshot(session_factory)
+    for i in range(5):
+        stamped = after[f"b{i}"].updated_at
+        assert stamped is not None
+        assert started <= stamped <= utcnow()
+    assert after["other"].updated_at is None
+    assert after["gone"].updated_at is None
