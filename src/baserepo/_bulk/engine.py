@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
@@ -76,6 +77,10 @@ class BulkEngine:
         self._info = info
         self._preparer = preparer
         self._strategy = strategy
+        keys = info.column_keys
+        self._unique_labels = [
+            (", ".join(group), [keys[attr] for attr in group]) for group in info.unique_groups
+        ]
 
     def clamp(self, batch_size: int | None) -> int:
         if batch_size is None:
@@ -152,9 +157,10 @@ class BulkEngine:
                     if None not in ids:  # all created: no pair per row to build
                         on_batch(ids, rows)
                     else:
-                        created = [(i, r) for i, r in zip(ids, rows, strict=True) if i is not None]
-                        if created:
-                            on_batch([i for i, _ in created], [r for _, r in created])
+                        # compress, not (id, row) pairs: no tuple per row for the GC to chase.
+                        kept = [i is not None for i in ids]
+                        if any(kept):
+                            on_batch(list(compress(ids, kept)), list(compress(rows, kept)))
         except sa_exc.SQLAlchemyError as error:
             if is_unavailable(error):
                 raise _Unavailable(error) from error
@@ -268,11 +274,11 @@ class BulkEngine:
             )
 
     def _unique_values(self, row: Row) -> str:
-        keys = self._info.column_keys
+        # Once per skipped record (a tenth of a batch in a typical re-import): keep it lean.
         shown = [
-            f"({', '.join(group)})=({', '.join(repr(row.get(keys[a])) for a in group)})"
-            for group in self._info.unique_groups
-            if all(keys[a] in row for a in group)
+            f"({label})=({', '.join([repr(row[key]) for key in group_keys])})"
+            for label, group_keys in self._unique_labels
+            if all(key in row for key in group_keys)
         ]
         return " or ".join(shown) or "its key"
 
