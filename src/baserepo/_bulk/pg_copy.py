@@ -69,6 +69,8 @@ class CopyTarget:
 
     async def take_keys(self, session: AsyncSession, count: int) -> list[int]:
         """``count`` fresh keys, increasing, as the column default would have drawn them."""
+        if count == 0:
+            return []
         result = await session.execute(_KEYS_SQL, {"sequence": self.sequence, "count": count})
         keys: list[int] = result.scalar_one()
         return keys

@@ -164,27 +164,32 @@ async def _copy_group(
 ) -> list[Any | None]:
     table = info.table
     pk_name = info.pk_column.name
-    ids = await target.take_keys(session, count)
     names = [pk_name, *(table.c[key].name for key in keys)]
     if ignore_conflicts:
         checked = _checkable_unique_columns(info, keys)
         if checked:
             new_rows = await _new_rows(session, table, checked, arrays, count)
-            kept = [key if new else None for key, new in zip(ids, new_rows, strict=True)]
+            if not any(new_rows):
+                return [None] * count
+            # Keys only for the rows that will be written.
+            new_ids = await target.take_keys(session, sum(new_rows))
+            handed_out = iter(new_ids)
+            kept = [next(handed_out) if new else None for new in new_rows]
+            new_columns = [list(compress(arrays[key], new_rows)) for key in keys]
             try:
                 # Someone may write a clashing row between the look and the COPY, or the
                 # database may know a unique index the model does not: then the staged way.
                 async with session.begin_nested():
-                    await target.copy(
-                        session, names, compress(_records(ids, keys, arrays), new_rows)
-                    )
+                    await target.copy(session, names, zip(new_ids, *new_columns, strict=True))
             except sa_exc.IntegrityError:
                 pass
             else:
                 return kept
+        ids = await target.take_keys(session, count)
         records = _records(ids, keys, arrays)
         written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
         return [key if key in written else None for key in ids]
+    ids = await target.take_keys(session, count)
     await target.copy(session, names, _records(ids, keys, arrays))
     return list(ids)
 
@@ -221,6 +226,11 @@ async def _new_rows(
             column == any_(bindparam("present", type_=postgresql.ARRAY(column.type)))
         )
         taken = set((await session.execute(lookup, {"present": present})).scalars())
+        if len(set(present)) == len(present):
+            # No value repeats within the batch (the usual case): one C-level pass.
+            clashes = list(map(taken.__contains__, values))
+            new_rows = [new and not clash for new, clash in zip(new_rows, clashes, strict=True)]
+            continue
         for position, value in enumerate(values):
             if value is None:
                 continue  # NULLs never clash
