@@ -308,8 +308,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             data_list: any iterable or async iterable of mappings, pydantic models,
                 dataclasses or model instances; only one batch is held in memory.
             batch_size: records per batch; None: the dialect's default (10,000 on
-                PostgreSQL, ``DEFAULT_BATCH_SIZE`` = 2,000 elsewhere), clamped to the
-                dialect's bind-parameter limit where rows travel as parameters.
+                PostgreSQL and SQLite, ``DEFAULT_BATCH_SIZE`` = 2,000 on MariaDB), clamped
+                to the dialect's bind-parameter limit where rows travel as parameters.
             emit_events: publish one ``created`` event per committed batch.
             ignore_conflicts: skip records that hit a unique constraint instead of failing
                 their batch; each skip is reported (kind ``conflict``, message says "unique").

@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "batched"]
 
 DEFAULT_BATCH_SIZE = 2000
 """Records per bulk_create batch when neither the caller nor the dialect's strategy says
-otherwise (SQLite, MariaDB); within 5-10% of the best size in bench/batch_size.py."""
+otherwise (MariaDB); within 5-10% of the best size in bench/batch_size.py."""
 
 
 async def batched(source: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIterator[list[T]]:
