@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
@@ -62,7 +62,7 @@ _KEYS_SQL = text(
 class CopyTarget:
     """A table that COPY can serve, and how to reach it."""
 
-    table: Table
+    table: Table = field(repr=False)
     sequence: str
     """The primary key's sequence, as ``pg_get_serial_sequence`` names it."""
     qualified_name: str
