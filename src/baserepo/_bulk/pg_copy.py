@@ -25,19 +25,23 @@ from __future__ import annotations
 import hashlib
 import weakref
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import any_, bindparam, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from sqlalchemy import Table
     from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["COPY_MIN_ROWS", "CopyTarget", "copy_target"]
+    from .._model import ModelInfo
+
+__all__ = ["COPY_MIN_ROWS", "CopyTarget", "copy_group", "copy_target"]
 
 COPY_MIN_ROWS = 1
 """Batches this small or larger go by COPY. Its two extra round trips were expected to need a
@@ -180,3 +184,93 @@ def _stage_name(qualified_name: str, columns: Sequence[str]) -> str:
 
 def _quote(session: AsyncSession, name: str) -> str:
     return session.sync_session.get_bind().dialect.identifier_preparer.quote(name)
+
+
+async def copy_group(
+    session: AsyncSession,
+    target: CopyTarget,
+    info: ModelInfo,
+    keys: list[str],
+    arrays: dict[str, Any],
+    count: int,
+    ignore_conflicts: bool,
+) -> list[Any | None]:
+    """Insert one group of rows (``arrays``: column key -> values) by COPY; their ids, None
+    for rows skipped as conflicts."""
+    table = info.table
+    pk_name = info.pk_column.name
+    names = [pk_name, *(table.c[key].name for key in keys)]
+    if ignore_conflicts:
+        checked = _checkable_unique_columns(info, keys)
+        if checked:
+            new_rows = await _new_rows(session, table, checked, arrays, count)
+            if not any(new_rows):
+                return [None] * count
+            # Keys only for the rows that will be written.
+            new_ids = await target.take_keys(session, sum(new_rows))
+            handed_out = iter(new_ids)
+            kept = [next(handed_out) if new else None for new in new_rows]
+            new_columns = [list(compress(arrays[key], new_rows)) for key in keys]
+            try:
+                # Someone may write a clashing row between the look and the COPY, or the
+                # database may know a unique index the model does not: then the staged way.
+                async with session.begin_nested():
+                    await target.copy(session, names, zip(new_ids, *new_columns, strict=True))
+            except sa_exc.IntegrityError:
+                pass
+            else:
+                return kept
+        ids = await target.take_keys(session, count)
+        records = _records(ids, keys, arrays)
+        written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
+        return [key if key in written else None for key in ids]
+    ids = await target.take_keys(session, count)
+    await target.copy(session, names, _records(ids, keys, arrays))
+    return list(ids)
+
+
+def _records(ids: list[int], keys: list[str], arrays: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    # Rows again, now with their keys, made one at a time while COPY encodes them.
+    return zip(ids, *(arrays[key] for key in keys), strict=True)
+
+
+def _checkable_unique_columns(info: ModelInfo, keys: list[str]) -> list[str]:
+    """The columns whose values decide every possible conflict of these rows, when each
+    unique constraint besides the key is one column the rows carry; else []."""
+    checked: list[str] = []
+    for group in info.unique_groups:
+        if group == (info.pk_attr,):
+            continue  # keys come fresh from the sequence
+        if len(group) != 1 or info.column_keys[group[0]] not in keys:
+            return []
+        checked.append(info.column_keys[group[0]])
+    return checked
+
+
+async def _new_rows(
+    session: AsyncSession, table: Table, checked: list[str], arrays: dict[str, Any], count: int
+) -> list[bool]:
+    """Per row: True unless a row already holds one of its unique values, or an earlier row
+    of the batch does (the first one wins, as with ``ON CONFLICT DO NOTHING``)."""
+    new_rows = [True] * count
+    for key in checked:
+        column = table.c[key]
+        values = arrays[key]
+        present = [value for value in values if value is not None]
+        lookup = select(column).where(
+            column == any_(bindparam("present", type_=postgresql.ARRAY(column.type)))
+        )
+        taken = set((await session.execute(lookup, {"present": present})).scalars())
+        if len(set(present)) == len(present):
+            # No value repeats within the batch (the usual case): one C-level pass.
+            clashes = list(map(taken.__contains__, values))
+            new_rows = [new and not clash for new, clash in zip(new_rows, clashes, strict=True)]
+            continue
+        for position, value in enumerate(values):
+            if value is None:
+                continue  # NULLs never clash
+            if value in taken:
+                new_rows[position] = False
+            else:
+                taken.add(value)
+    return new_rows

@@ -1,21 +1,22 @@
-"""PostgreSQL: the whole batch as one array parameter per column.
+"""PostgreSQL: COPY where the table allows it, else one array parameter per column.
 
-``INSERT INTO t (a, b) SELECT a, b FROM unnest($1::a_type[], $2::b_type[]) WITH ORDINALITY
-... ORDER BY ordinality RETURNING id`` sends a batch as N arrays instead of N x rows scalars,
-and its SQL is the same for every batch of the same columns, so SQLAlchemy compiles it once.
-``ORDER BY ordinality`` makes the sequence hand out ids in input order, as SQLAlchemy's own
-``sort_by_parameter_order`` does. Column types that asyncpg cannot send as arrays without
-help (JSON, ARRAY, enums, custom TypeDecorators) fall back to SQLAlchemy's executemany.
+A batch whose keys come from the table's sequence goes by COPY (``pg_copy``: keys drawn
+first, then binary COPY). Otherwise (keys given by the caller, ``GENERATED ALWAYS`` identity
+keys, row-level security) ``INSERT INTO t (a, b) SELECT a, b FROM unnest($1::a_type[],
+$2::b_type[]) WITH ORDINALITY ... ORDER BY ordinality RETURNING id`` sends the batch as N
+arrays instead of N x rows scalars, and its SQL is the same for every batch of the same
+columns, so SQLAlchemy compiles it once. ``ORDER BY ordinality`` makes the sequence hand out
+ids in input order, as SQLAlchemy's own ``sort_by_parameter_order`` does. Column types that
+asyncpg cannot send without SQLAlchemy's help (JSON, ARRAY, enums, custom TypeDecorators)
+fall back to SQLAlchemy's executemany.
 """
 
 from __future__ import annotations
 
-from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Sequence, Table, any_, bindparam, cast, func, select, types
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
 from sqlalchemy.dialects import postgresql
 
 from .._fast_records import PreparedRows
@@ -26,10 +27,10 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
-from .pg_copy import COPY_MIN_ROWS, CopyTarget, copy_target
+from .pg_copy import COPY_MIN_ROWS, copy_group, copy_target
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from ._insert import Row
 
-__all__ = ["UnnestInsert", "insert_strategy"]
+__all__ = ["PostgresqlInsert", "insert_strategy"]
 
 # asyncpg refuses more than 32767 bind parameters in one statement (executemany fallback).
 MAX_PARAMETERS = 32_000
@@ -70,8 +71,8 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
     return postgresql.insert(table).on_conflict_do_nothing()
 
 
-class UnnestInsert:
-    """``INSERT ... SELECT FROM unnest(arrays)``; executemany for tables it cannot serve."""
+class PostgresqlInsert:
+    """COPY, or ``INSERT ... SELECT FROM unnest(arrays)``; executemany for the rest."""
 
     def __init__(self) -> None:
         self.max_parameters = MAX_PARAMETERS
@@ -128,7 +129,7 @@ class UnnestInsert:
         if len(rows) >= COPY_MIN_ROWS and _keys_from_sequence(info, rows[0]):
             target = await copy_target(session, table, info.pk_column.name)
             if target is not None:
-                return await _copy_group(
+                return await copy_group(
                     session, target, info, keys, arrays, len(rows), ignore_conflicts
                 )
 
@@ -151,94 +152,6 @@ class UnnestInsert:
 def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
     """The rows leave their key to the database's sequence (no key given, no Python default)."""
     return info.column_keys[info.pk_attr] not in sample and info.pk_column.default is None
-
-
-async def _copy_group(
-    session: AsyncSession,
-    target: CopyTarget,
-    info: ModelInfo,
-    keys: list[str],
-    arrays: dict[str, Any],
-    count: int,
-    ignore_conflicts: bool,
-) -> list[Any | None]:
-    table = info.table
-    pk_name = info.pk_column.name
-    names = [pk_name, *(table.c[key].name for key in keys)]
-    if ignore_conflicts:
-        checked = _checkable_unique_columns(info, keys)
-        if checked:
-            new_rows = await _new_rows(session, table, checked, arrays, count)
-            if not any(new_rows):
-                return [None] * count
-            # Keys only for the rows that will be written.
-            new_ids = await target.take_keys(session, sum(new_rows))
-            handed_out = iter(new_ids)
-            kept = [next(handed_out) if new else None for new in new_rows]
-            new_columns = [list(compress(arrays[key], new_rows)) for key in keys]
-            try:
-                # Someone may write a clashing row between the look and the COPY, or the
-                # database may know a unique index the model does not: then the staged way.
-                async with session.begin_nested():
-                    await target.copy(session, names, zip(new_ids, *new_columns, strict=True))
-            except sa_exc.IntegrityError:
-                pass
-            else:
-                return kept
-        ids = await target.take_keys(session, count)
-        records = _records(ids, keys, arrays)
-        written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
-        return [key if key in written else None for key in ids]
-    ids = await target.take_keys(session, count)
-    await target.copy(session, names, _records(ids, keys, arrays))
-    return list(ids)
-
-
-def _records(ids: list[int], keys: list[str], arrays: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
-    # Rows again, now with their keys, made one at a time while COPY encodes them.
-    return zip(ids, *(arrays[key] for key in keys), strict=True)
-
-
-def _checkable_unique_columns(info: ModelInfo, keys: list[str]) -> list[str]:
-    """The columns whose values decide every possible conflict of these rows, when each
-    unique constraint besides the key is one column the rows carry; else []."""
-    checked: list[str] = []
-    for group in info.unique_groups:
-        if group == (info.pk_attr,):
-            continue  # keys come fresh from the sequence
-        if len(group) != 1 or info.column_keys[group[0]] not in keys:
-            return []
-        checked.append(info.column_keys[group[0]])
-    return checked
-
-
-async def _new_rows(
-    session: AsyncSession, table: Table, checked: list[str], arrays: dict[str, Any], count: int
-) -> list[bool]:
-    """Per row: True unless a row already holds one of its unique values, or an earlier row
-    of the batch does (the first one wins, as with ``ON CONFLICT DO NOTHING``)."""
-    new_rows = [True] * count
-    for key in checked:
-        column = table.c[key]
-        values = arrays[key]
-        present = [value for value in values if value is not None]
-        lookup = select(column).where(
-            column == any_(bindparam("present", type_=postgresql.ARRAY(column.type)))
-        )
-        taken = set((await session.execute(lookup, {"present": present})).scalars())
-        if len(set(present)) == len(present):
-            # No value repeats within the batch (the usual case): one C-level pass.
-            clashes = list(map(taken.__contains__, values))
-            new_rows = [new and not clash for new, clash in zip(new_rows, clashes, strict=True)]
-            continue
-        for position, value in enumerate(values):
-            if value is None:
-                continue  # NULLs never clash
-            if value in taken:
-                new_rows[position] = False
-            else:
-                taken.add(value)
-    return new_rows
 
 
 def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:
@@ -287,5 +200,5 @@ def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str
     )
 
 
-def insert_strategy() -> UnnestInsert:
-    return UnnestInsert()
+def insert_strategy() -> PostgresqlInsert:
+    return PostgresqlInsert()
