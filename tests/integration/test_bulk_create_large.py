@@ -267,3 +267,54 @@ async def test_postgresql_a_value_copy_refuses_is_that_records_database_error(
     # The session is still usable after the refused COPY.
     again = await BaseRepository(User, session).bulk_create(users(600, "again"))
     assert again.success_count == 600
+
+
+async def test_the_callers_records_are_left_as_they_were(session: AsyncSession) -> None:
+    # The quick path hands the caller's own dicts on (to events, to failures): never changed.
+    records = users(SIZE)
+    for record in records[:1_000]:  # the first batch: None keys, "let the database choose"
+        record["id"] = None
+    before = [dict(record) for record in records]
+    result = await BaseRepository(User, session).bulk_create(records, batch_size=1_000)
+    assert result.success_count == SIZE
+    assert records == before
+
+
+class ServerDefaults(OtherBase):
+    """Columns the database fills: COPY must leave them out, not send NULL."""
+
+    __tablename__ = "server_defaults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    level: Mapped[int] = mapped_column(Integer, server_default=text("7"))
+    label: Mapped[str] = mapped_column(String(20), server_default=text("'fresh'"))
+
+
+async def test_columns_left_to_server_defaults_get_them(engine: AsyncEngine, tables: None) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: ServerDefaults.__table__.drop(sync, checkfirst=True))
+        await conn.run_sync(lambda sync: ServerDefaults.__table__.create(sync))
+    try:
+        records: list[dict[str, Any]] = [{"code": f"d{i}"} for i in range(SIZE)]
+        records[3]["level"] = 1  # another key set: its own group
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            repo = BaseRepository(ServerDefaults, session)
+            result = await repo.bulk_create(records, batch_size=1_000)
+            assert result.success_count == SIZE
+            stored = {
+                row.id: (row.code, row.level, row.label)
+                for row in await session.execute(
+                    select(
+                        ServerDefaults.id,
+                        ServerDefaults.code,
+                        ServerDefaults.level,
+                        ServerDefaults.label,
+                    )
+                )
+            }
+        expected = [(r["code"], r.get("level", 7), "fresh") for r in records]
+        assert [stored[i] for i in result.created_ids] == expected
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: ServerDefaults.__table__.drop(sync, checkfirst=True))
