@@ -22,7 +22,7 @@ from ..exceptions import ConfigurationError
 from ._batching import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,7 @@ __all__ = [
     "align_returned",
     "fill_client_side_keys",
     "group_by_keys",
+    "insert_by_key_set",
     "match_keys",
 ]
 
@@ -88,12 +89,9 @@ class ExecutemanyInsert:
     async def insert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
     ) -> list[Any | None]:
-        ids: list[Any | None] = [None] * len(rows)
-        for positions, group in group_by_keys(rows):
-            group_ids = await self._insert_group(session, info, group, ignore_conflicts)
-            for position, new_id in zip(positions, group_ids, strict=True):
-                ids[position] = new_id
-        return ids
+        return await insert_by_key_set(
+            rows, lambda group: self._insert_group(session, info, group, ignore_conflicts)
+        )
 
     async def _insert_group(
         self, session: AsyncSession, info: ModelInfo, rows: list[Row], ignore_conflicts: bool
@@ -109,6 +107,23 @@ class ExecutemanyInsert:
         statement = plain_or_ignoring.returning(pk, *(table.c[k] for k in matched))
         returned = [tuple(r) for r in await session.execute(statement, rows)]
         return align_returned(info, rows, returned, matched, pk_known=pk_known)
+
+
+async def insert_by_key_set(
+    rows: Sequence[Row], insert_group: Callable[[list[Row]], Awaitable[list[Any | None]]]
+) -> list[Any | None]:
+    """Run ``insert_group`` once per key set (one statement needs the same columns in every
+    row) and put the ids back in input order; a batch of one key set, the usual one, gets
+    its group's ids as they are."""
+    groups = group_by_keys(rows)
+    if len(groups) == 1:
+        return await insert_group(groups[0][1])
+    ids: list[Any | None] = [None] * len(rows)
+    for positions, group in groups:
+        group_ids = await insert_group(group)
+        for position, new_id in zip(positions, group_ids, strict=True):
+            ids[position] = new_id
+    return ids
 
 
 def keys_are_known(info: ModelInfo, rows: list[Row]) -> bool:

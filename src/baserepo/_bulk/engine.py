@@ -153,8 +153,9 @@ class BulkEngine:
                 ids = await self._strategy.insert(
                     self._session, self._info, rows, ignore_conflicts=ignore_conflicts
                 )
+                all_created = None not in ids
                 if on_batch is not None:
-                    if None not in ids:  # all created: no pair per row to build
+                    if all_created:
                         on_batch(ids, rows)
                     else:
                         # compress, not (id, row) pairs: no tuple per row for the GC to chase.
@@ -166,7 +167,7 @@ class BulkEngine:
                 raise _Unavailable(error) from error
             await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error)
             return
-        if None not in ids:
+        if all_created:  # no per-row accounting to do
             tally.success_count += len(ids)
             tally.created_ids.extend(ids)
             return

@@ -23,7 +23,7 @@ from .._fast_records import PreparedRows
 from ._insert import (
     ExecutemanyInsert,
     align_returned,
-    group_by_keys,
+    insert_by_key_set,
     keys_are_known,
     match_keys,
 )
@@ -94,12 +94,10 @@ class PostgresqlInsert:
             return await self._fallback.insert(
                 session, info, rows, ignore_conflicts=ignore_conflicts
             )
-        ids: list[Any | None] = [None] * len(rows)
-        for positions, group in group_by_keys(rows):
-            group_ids = await self._insert_group(session, info, group, defaults, ignore_conflicts)
-            for position, new_id in zip(positions, group_ids, strict=True):
-                ids[position] = new_id
-        return ids
+        return await insert_by_key_set(
+            rows,
+            lambda group: self._insert_group(session, info, group, defaults, ignore_conflicts),
+        )
 
     async def _insert_group(
         self,

@@ -46,7 +46,13 @@ from sqlalchemy import Insert, Sequence, Table, types
 from sqlalchemy.dialects import sqlite
 
 from .._fast_records import PreparedRows
-from ._insert import ExecutemanyInsert, align_returned, group_by_keys, keys_are_known, match_keys
+from ._insert import (
+    ExecutemanyInsert,
+    align_returned,
+    insert_by_key_set,
+    keys_are_known,
+    match_keys,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -145,18 +151,14 @@ class SqliteInsert:
             )
         if not rows:
             return []
-        flat = _flat_if_same_keys(rows)
-        if flat is not None:  # the usual case: one key set, flattened in C
-            return await self._insert_group(session, info, plan, rows, flat, ignore_conflicts)
-        ids: list[Any | None] = [None] * len(rows)
-        for positions, group in group_by_keys(rows):
+
+        async def one_key_set(group: list[Row]) -> list[Any | None]:
             flat = _flat_if_same_keys(group)
             if flat is None:  # pragma: no cover - a group has one key set by construction
                 raise RuntimeError("rows of one key group differ in their keys")
-            group_ids = await self._insert_group(session, info, plan, group, flat, ignore_conflicts)
-            for position, new_id in zip(positions, group_ids, strict=True):
-                ids[position] = new_id
-        return ids
+            return await self._insert_group(session, info, plan, group, flat, ignore_conflicts)
+
+        return await insert_by_key_set(rows, one_key_set)
 
     async def _insert_group(
         self,
