@@ -20,10 +20,17 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from alternatives.data import COLUMNS, SALARY_CUTOFF, as_tuple, generate_rows
-from sqlalchemy import Boolean, DateTime, Integer, String, delete, update
+from alternatives.data import (
+    COLUMNS,
+    SALARY_CUTOFF,
+    as_tuple,
+    drop_tables,
+    fresh_table,
+    generate_rows,
+)
+from alternatives.data import BenchStaff as Staff
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, EventBus, create_engine
 from baserepo._demo import ensure_database
@@ -31,23 +38,6 @@ from baserepo._demo import ensure_database
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 RAW_URL = "postgresql://postgres@127.0.0.1:5432/baserepo_bench"
 CHANGES = ("update", "soft delete", "hard delete")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Staff(Base):
-    __tablename__ = "bench_change_staff"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str] = mapped_column(String(255), unique=True)
-    department: Mapped[str | None] = mapped_column(String(50))
-    salary: Mapped[int | None] = mapped_column(Integer)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 Timed = Callable[[], Awaitable[int]]
@@ -102,9 +92,7 @@ async def measure(
         for repetition in range(repeat + 1):  # the first round only warms up
             order = list(methods) if repetition % 2 else list(reversed(methods))
             for name in order:
-                async with engine.begin() as conn:
-                    await conn.run_sync(Base.metadata.drop_all)
-                    await conn.run_sync(Base.metadata.create_all)
+                await fresh_table(engine, Staff)
                 await raw.copy_records_to_table(
                     Staff.__tablename__, records=records, columns=COLUMNS
                 )
@@ -145,8 +133,7 @@ async def main() -> None:
         for rows in map(int, args.tables.split(",")):
             batches = [b for b in map(int, args.batches.split(",")) if b * 40 >= rows * 0.3]
             await measure(engine, raw, rows, batches, args.repeat)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
+        await drop_tables(engine)
     finally:
         await raw.close()
         await engine.dispose()
