@@ -358,6 +358,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         values = self._preparer.to_columns(self._preparer.for_update(update_data))
         if not values:
             raise ValueError("update_data is empty: nothing to update")
+        requested = values
+        # The statement also sets the onupdate stamps, computed here so the session's objects
+        # can be given them; events carry what the caller asked to change.
         values = with_onupdate_values(self._info, values)
         condition = self._condition(filters, include_deleted)
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
@@ -366,7 +369,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             values=values,
             batch_size=batch_size,
             on_batch=self._batch_emitter(
-                EventType.UPDATED, emit_events, with_rows=True, written=values
+                EventType.UPDATED, emit_events, with_rows=True, written=values, event_row=requested
             ),
             progress=progress,
         )
@@ -532,12 +535,14 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         *,
         with_rows: bool,
         written: Mapping[str, Any] | None = None,
+        event_row: Mapping[str, Any] | None = None,
         deletes: bool = False,
     ) -> Any:
         """The bulk engine's per-batch callback: keep the session's objects true, then queue
         the invalidation and the event for after the commit.
 
         ``written``: the column values a change statement set on every row of the batch;
+        ``event_row``: what its events carry instead of the batch's rows;
         ``deletes``: the rows are gone."""
         if not enabled and self._cache is None and written is None and not deletes:
             return None
@@ -551,7 +556,11 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             if not enabled:
                 return
             event = RepositoryEvent(
-                kind, self.model, tuple(ids), tuple(rows) if with_rows else (), bulk=True
+                kind,
+                self.model,
+                tuple(ids),
+                ((event_row,) if event_row is not None else tuple(rows)) if with_rows else (),
+                bulk=True,
             )
             after_commit(self.session, lambda: self.event_bus.publish(event))
 

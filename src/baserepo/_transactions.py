@@ -50,6 +50,7 @@ _Queue = dict[SessionTransaction, dict[Hashable, DeferredWork]]
 _QUEUE_KEY = "baserepo.after_commit_queue"
 _SAVEPOINT_CHECKED_KEY = "baserepo.savepoints_checked"
 _WRITTEN_KEY = "baserepo.written_models"
+_COMMITTED_WORK_KEY = "baserepo.committed_work"
 
 
 def caller_owns_transaction(session: AsyncSession) -> bool:
@@ -186,27 +187,25 @@ def _on_commit(sync_session: Session) -> None:
     queue.clear()
     sync_session.info.pop(_WRITTEN_KEY, None)
     if pending:
-        # Raising out of an after_commit listener would leave the session stuck in the
-        # committed state ("no further SQL can be emitted"), so the work runs to its end here
-        # and a cancellation of the caller is delivered at its next await instead.
-        await_only(_run_to_completion(pending))
+        # Run when the transaction has ended (below), not here: an exception out of an
+        # after_commit listener (a cancellation of the caller) would leave the session stuck
+        # in the committed state, while at transaction end it is already clean.
+        sync_session.info[_COMMITTED_WORK_KEY] = pending
 
 
 def _on_transaction_end(sync_session: Session, transaction: SessionTransaction) -> None:
-    # Committed work was moved or run in _on_commit; whatever is still keyed here was rolled
-    # back (or the session closed without committing), so it must never run.
+    # Committed work was moved or set aside in _on_commit; whatever is still keyed here was
+    # rolled back (or the session closed without committing), so it must never run.
     _queue(sync_session).pop(transaction, None)
-    if transaction.parent is None:
-        sync_session.info.pop(_WRITTEN_KEY, None)
-
-
-async def _run_to_completion(pending: list[DeferredWork]) -> None:
-    try:
-        await finish_despite_cancellation(_run_all(pending))
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None:
-            task.cancel()
+    if transaction.parent is not None:
+        return
+    sync_session.info.pop(_WRITTEN_KEY, None)
+    committed: list[DeferredWork] | None = sync_session.info.pop(_COMMITTED_WORK_KEY, None)
+    if committed:
+        # Awaited inside the caller's commit(), so it has finished when commit() returns. A
+        # cancellation of the caller meanwhile lets the work finish, then is raised: the
+        # transaction is closed and its connection released by now, so the session is fine.
+        await_only(finish_despite_cancellation(_run_all(committed)))
 
 
 async def _run_all(pending: list[DeferredWork]) -> None:

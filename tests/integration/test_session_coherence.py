@@ -329,7 +329,8 @@ async def test_lazy_relationships_load_on_a_hit_as_on_a_miss(
         await BaseRepository(Member, session).bulk_create(
             [{"name": f"m{i}", "team_id": team_id} for i in range(3)]
         )
-    config = stack.config()
+    # A generous budget per backend call: this test is about the hit, not a slow machine.
+    config = stack.config(operation_timeout=5.0)
     loaded = []
     for _ in range(2):  # a miss, then a hit
         async with factory() as session:
@@ -643,3 +644,43 @@ async def kill_connection(engine: AsyncEngine, session: AsyncSession) -> None:
         pid = await session.scalar(text("SELECT CONNECTION_ID()"))
         async with engine.connect() as admin:
             await admin.execute(text(f"KILL {int(pid)}"))
+
+
+@pytest.mark.parametrize("whose", ["callers_commit", "repository_write"])
+async def test_a_timeout_after_commit_is_a_timeout_and_the_bump_lands(
+    session_factory: async_sessionmaker[AsyncSession], stack: Stack, whose: str
+) -> None:
+    """``asyncio.timeout()`` (what web frameworks use for request timeouts) firing during the
+    post-commit work: the work completes and the caller sees TimeoutError, not a bare
+    cancellation of its whole task."""
+    ids = await seed(session_factory)
+    reader = stack.config()
+
+    async def salary() -> Any:
+        async with session_factory() as session:
+            got = await BaseRepository(User, session, reader).get(ids[1])
+            assert got is not None
+            return got.salary
+
+    await salary()
+    await reader.settle()
+    config = stack.config()
+    gate = install_gate(config, "bump")
+    async with session_factory() as session:
+        repo: Repo = BaseRepository(User, session, config)
+        user = await repo.get(ids[1])
+        assert user is not None
+        gate.arm()
+        # Opened within the backend call budget (operation_timeout, 0.25 s) so the bump lands.
+        opener = asyncio.get_running_loop().call_later(0.15, gate.open)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                if whose == "callers_commit":
+                    user.salary = 555
+                    await session.commit()
+                else:
+                    await repo.update(ids[1], {"salary": 555})
+        opener.cancel()
+        assert gate.reached.is_set()
+        assert await repo.count() == 12  # the session goes on working
+    assert await salary() == 555
