@@ -46,11 +46,24 @@ __all__ = [
 def _in_session(sync_session: Session, info: ModelInfo, ids: Iterable[Any]) -> list[Any]:
     """The objects of the identity map for ``ids``: a look-up per key, none when it is empty."""
     identity_map = sync_session.identity_map
-    if not len(identity_map):
+    held = len(identity_map)
+    if not held:
         return []
     identity_class = sa_inspect(info.model)._identity_class
+    keys = ids if isinstance(ids, list | tuple) else list(ids)
+    if held < len(keys):
+        # A big batch and a small session: walk the session, not the batch.
+        wanted = set(keys)
+        walked = []
+        for state in identity_map.all_states():
+            identity = state.key
+            if identity is not None and identity[0] is identity_class:
+                instance = state.obj()
+                if instance is not None and identity[1][0] in wanted:
+                    walked.append(instance)
+        return walked
     found = []
-    for key in ids:
+    for key in keys:
         instance = identity_map.get((identity_class, (key,), None))
         if instance is not None:
             found.append(instance)

@@ -143,6 +143,24 @@ async def test_bulk_update_refreshes_objects_the_session_holds(
     assert await fresh_salary(session_factory, ids[1]) == 200
 
 
+async def test_a_small_session_and_a_big_batch(
+    session_factory: async_sessionmaker[AsyncSession], any_stack: Stack | None
+) -> None:
+    """Fewer objects held than keys changed: the session is walked instead of the batch, and
+    only the objects the write reached change."""
+    ids = await seed(session_factory)
+    async with session_factory() as session:
+        repo: Repo = BaseRepository(User, session, config_of(any_stack))
+        eng = await repo.get(ids[1])  # "eng"
+        ops = await repo.get(ids[0])  # "ops": not reached by the write
+        assert eng is not None
+        assert ops is not None
+        result = await repo.bulk_update({"department": "eng"}, {"salary": 3})
+        assert result.success_count == 8
+        assert eng.salary == 3
+        assert ops.salary == person(0)["salary"]
+
+
 async def test_soft_bulk_delete_stamps_held_objects(
     session_factory: async_sessionmaker[AsyncSession], any_stack: Stack | None
 ) -> None:
