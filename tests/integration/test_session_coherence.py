@@ -651,6 +651,11 @@ async def test_a_terminated_connection_is_not_handed_to_the_next_session(
             assert len(await BaseRepository(User, session).list()) == 12
 
 
+async def within(seconds: float, work: Awaitable[None]) -> None:
+    async with asyncio.timeout(seconds):
+        await work
+
+
 async def kill_connection(engine: AsyncEngine, session: AsyncSession) -> None:
     """Terminate the session's server connection from another one, as an administrator or a
     failover would."""
@@ -691,13 +696,16 @@ async def test_a_timeout_after_commit_is_a_timeout_and_the_bump_lands(
         gate.arm()
         # Opened within the backend call budget (operation_timeout, 0.25 s) so the bump lands.
         opener = asyncio.get_running_loop().call_later(0.15, gate.open)
+
+        async def write() -> None:
+            if whose == "callers_commit":
+                user.salary = 555
+                await session.commit()
+            else:
+                await repo.update(ids[1], {"salary": 555})
+
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
-                if whose == "callers_commit":
-                    user.salary = 555
-                    await session.commit()
-                else:
-                    await repo.update(ids[1], {"salary": 555})
+            await within(0.05, write())
         opener.cancel()
         assert gate.reached.is_set()
         assert await repo.count() == 12  # the session goes on working
