@@ -330,6 +330,39 @@ async def test_a_backend_killed_mid_copy_is_unavailable_and_its_connection_never
     assert await BaseRepository(User, session).count() == 100 * committed_batches
 
 
+async def test_a_prepared_statement_gone_missing_blames_no_record_and_retires_the_connection(
+    db_url: str, engine: AsyncEngine, tables: None
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("about asyncpg's cached prepared statements")
+    # One connection, so the next session surely gets the one that failed if it is pooled.
+    single = create_engine(db_url, pool_size=1, max_overflow=0)
+    records = [user(i) for i in range(300)]
+    try:
+        async with AsyncSession(single) as session:
+
+            async def forget_prepared_statements(done: int) -> None:
+                if done == 100:  # what a pooler switching server connections amounts to
+                    await session.execute(text("DEALLOCATE ALL"))
+
+            await session.begin()
+            with pytest.raises(BulkOperationError) as caught:
+                await BaseRepository(User, session).bulk_create(
+                    records, batch_size=100, progress=forget_prepared_statements
+                )
+            await session.rollback()
+        result = caught.value.result
+        assert result.success_count == 100
+        assert {f.kind for f in result.failures} == {UNAVAILABLE}
+        assert [f.index for f in result.failures] == list(range(100, 200))
+
+        async with AsyncSession(single) as fresh:
+            again = await BaseRepository(User, fresh).bulk_create(records, batch_size=100)
+        assert again.success_count == 300
+    finally:
+        await single.dispose()
+
+
 # -- AUTOCOMMIT engines (9.8) ------------------------------------------------------------------
 
 

@@ -50,7 +50,15 @@ from sqlalchemy.types import UserDefinedType
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic
-from .engine import BatchCommitted, ProgressCallback, _report, _stopped, _Tally, refuse_autocommit
+from .engine import (
+    BatchCommitted,
+    ProgressCallback,
+    _report,
+    _stopped,
+    _Tally,
+    refuse_autocommit,
+    retiring_broken_connection,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Column, Select, Table
@@ -120,7 +128,7 @@ class BulkChanges:
         while more:
             batch: _Batch | None = None
             try:
-                async with atomic(self._session):
+                async with atomic(self._session), retiring_broken_connection(self._session):
                     batch = await step(condition, values, size, last, ordered)
                     if batch.ids and on_batch is not None:
                         on_batch(batch.ids, [values] if values else [])
@@ -140,13 +148,13 @@ class BulkChanges:
                         raise translate(error) from error
                     tally.fail(_batch_failure((), error, "could not select the next batch"))
                     if is_unavailable(error):
-                        raise _stopped(operation, tally, "the database became unavailable") from (
-                            translate(error)
-                        )
+                        raise _stopped(
+                            operation, tally, "the connection to the database failed"
+                        ) from (translate(error))
                     break
                 tally.fail(_batch_failure(tuple(ids), error, "batch rolled back"))
                 if is_unavailable(error):  # nothing more can be done on this connection
-                    raise _stopped(operation, tally, "the database became unavailable") from (
+                    raise _stopped(operation, tally, "the connection to the database failed") from (
                         translate(error)
                     )
                 last, more = ids[-1], len(ids) >= size

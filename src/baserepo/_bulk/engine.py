@@ -18,7 +18,8 @@ call, its batch reported ``unavailable``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,13 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from .._records import RecordPreparer
 
-__all__ = ["BatchCommitted", "BulkEngine", "ProgressCallback", "refuse_autocommit"]
+__all__ = [
+    "BatchCommitted",
+    "BulkEngine",
+    "ProgressCallback",
+    "refuse_autocommit",
+    "retiring_broken_connection",
+]
 
 ProgressCallback = Callable[[int], Any]
 """Called with the number of input records (or rows) handled so far."""
@@ -142,7 +149,7 @@ class BulkEngine:
                 cause = translate(exc.error)
                 if tally.success_count == 0 and reported_before == 0:
                     raise cause from exc.error  # nothing written: the whole input is to retry
-                why = f"the database became unavailable: {database_message(exc.error)}"
+                why = f"the connection to the database failed: {database_message(exc.error)}"
                 self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
                 raise _stopped("bulk_create", tally, why) from cause
             except Exception as error:  # not the data's fault: the batch's unit rolled back
@@ -202,7 +209,7 @@ class BulkEngine:
         keys: KeyPool,
     ) -> None:
         try:
-            async with atomic(self._session):
+            async with atomic(self._session), retiring_broken_connection(self._session):
                 ids = await self._strategy.insert(
                     self._session,
                     self._info,
@@ -267,7 +274,7 @@ class BulkEngine:
         ids: list[Any | None] = [None] * len(rows)
         refused: dict[int, sa_exc.SQLAlchemyError] = {}
         try:
-            async with atomic(session):
+            async with atomic(session), retiring_broken_connection(session):
                 # The whole batch was just refused: start with its halves.
                 await self._split(
                     rows,
@@ -412,9 +419,10 @@ class BulkEngine:
         )
         mark = keys.mark()
         try:
-            await self._strategy.insert(
-                session, self._info, rows, ignore_conflicts=ignore_conflicts, key_pool=keys
-            )
+            async with retiring_broken_connection(session):
+                await self._strategy.insert(
+                    session, self._info, rows, ignore_conflicts=ignore_conflicts, key_pool=keys
+                )
         except sa_exc.SQLAlchemyError as failure:
             if is_unavailable(failure):
                 raise _Unavailable(failure) from failure
@@ -498,6 +506,24 @@ def _stopped(operation: str, tally: _Tally, why: str) -> BulkOperationError:
             "(.result lists them; rows not reached still match the filters)"
         )
     return BulkOperationError(f"{operation} stopped after {done}: {why}", result=result)
+
+
+@asynccontextmanager
+async def retiring_broken_connection(session: AsyncSession) -> AsyncIterator[None]:
+    """Invalidate the session's connection when a statement fails because of it.
+
+    SQLAlchemy does so for what its dialect calls a disconnect; a connection fault it does
+    not know (a prepared statement missing, 26000) would otherwise go back to the pool and
+    fail the next session's statement the same way.
+    """
+    try:
+        yield
+    except sa_exc.DBAPIError as error:
+        if is_unavailable(error) and not error.connection_invalidated:
+            connection = await session.connection()
+            await connection.invalidate(error.orig)
+            error.connection_invalidated = True
+        raise
 
 
 async def refuse_autocommit(session: AsyncSession, model: type[Any]) -> None:
