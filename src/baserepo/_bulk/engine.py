@@ -132,8 +132,8 @@ class BulkEngine:
             except Exception as error:
                 pending = batches.pending
                 why = f"the input raised {_describe(error)}"
-                indexes = range(next_index, next_index + len(pending))
-                self._fail_all(tally, indexes, pending, FailureKind.NOT_ATTEMPTED, why)
+                taken = range(next_index, next_index + len(pending))
+                self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
                 raise _stopped("bulk_create", tally, why) from error
             first_index, next_index = next_index, next_index + len(batch)
             reported_before = len(tally.failures)
@@ -156,19 +156,8 @@ class BulkEngine:
                 if tally.success_count == 0 and reported_before == 0:
                     raise
                 why = f"the call stopped on {_describe(error)}"
-                reported = {f.index for f in tally.failures[reported_before:]}
-                unreported = [
-                    (first_index + offset, record)
-                    for offset, record in enumerate(batch)
-                    if first_index + offset not in reported
-                ]
-                self._fail_all(
-                    tally,
-                    [index for index, _ in unreported],
-                    [record for _, record in unreported],
-                    FailureKind.NOT_ATTEMPTED,
-                    why,
-                )
+                indexes, records = _unreported(tally, reported_before, first_index, batch)
+                self._fail_all(tally, indexes, records, FailureKind.NOT_ATTEMPTED, why)
                 raise _stopped("bulk_create", tally, why) from error
             try:
                 await _report(progress, next_index)
@@ -461,6 +450,16 @@ class _Unavailable(Exception):
     def __init__(self, error: sa_exc.SQLAlchemyError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _unreported(
+    tally: _Tally, reported_before: int, first_index: int, batch: list[Any]
+) -> tuple[list[int], list[Any]]:
+    """The records of the batch starting at ``first_index`` not yet in the tally (nothing of
+    a batch is counted as created before its unit commits)."""
+    reported = {f.index for f in tally.failures[reported_before:]}
+    left = [offset for offset in range(len(batch)) if first_index + offset not in reported]
+    return [first_index + offset for offset in left], [batch[offset] for offset in left]
 
 
 def _safe(record: Any) -> Any:
