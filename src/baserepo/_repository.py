@@ -17,13 +17,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk.changes import BulkChanges
-from ._errors import translate
+from ._errors import is_unavailable, translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
+from ._identity import (
+    adopt,
+    can_refresh,
+    forget_deleted,
+    has_pending_changes,
+    sync_changed,
+    with_onupdate_values,
+)
 from ._lookups import build_filters, filtered_attrs
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
+from ._orm_writes import note_read_opened, read_only_since_our_read, track_writes
 from ._records import RecordPreparer
-from ._transactions import after_commit, atomic, mark_written
+from ._transactions import (
+    after_commit,
+    atomic,
+    caller_owns_transaction,
+    finish_despite_cancellation,
+    invalidation_key,
+    mark_written,
+)
 from .cache._codec import RowCodec
 from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
 from .exceptions import ConfigurationError
@@ -103,6 +119,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self._cache: QueryCache | None = (
             cache_config.query_cache(self._info) if cache_config is not None else None
         )
+        # Writes through the session itself (flushes, ORM-enabled DML) invalidate this cache.
+        track_writes(session, model, self._cache)
 
     # -- introspection -------------------------------------------------------------------
 
@@ -275,6 +293,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             done = _rowcount(await self.session.execute(statement)) > 0
             if done:
                 self._emit(EventType.SOFT_DELETED if soft else EventType.DELETED, [id], [])
+        # ORM-enabled statements: SQLAlchemy itself brings the identity map in line
+        # (synchronize_session="auto"), for delete() and restore() alike.
         return done
 
     async def restore(self, id: Any) -> ModelT | None:
@@ -349,13 +369,19 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         values = self._preparer.to_columns(self._preparer.for_update(update_data))
         if not values:
             raise ValueError("update_data is empty: nothing to update")
+        requested = values
+        # The statement also sets the onupdate stamps, computed here so the session's objects
+        # can be given them; events carry what the caller asked to change.
+        values = with_onupdate_values(self._info, values)
         condition = self._condition(filters, include_deleted)
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
         return await changes.change_where(
             condition,
             values=values,
             batch_size=batch_size,
-            on_batch=self._batch_emitter(EventType.UPDATED, emit_events, with_rows=True),
+            on_batch=self._batch_emitter(
+                EventType.UPDATED, emit_events, with_rows=True, written=values, event_row=requested
+            ),
             progress=progress,
         )
 
@@ -376,14 +402,20 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         if soft:
             # Stamping an already-deleted row again would only move its deletion date.
             condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
-            values = self._preparer.to_columns({self._soft_attr: self._now()})
+            values = with_onupdate_values(
+                self._info, self._preparer.to_columns({self._soft_attr: self._now()})
+            )
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
         return await changes.change_where(
             condition,
             values=values,
             batch_size=batch_size,
             on_batch=self._batch_emitter(
-                EventType.SOFT_DELETED if soft else EventType.DELETED, emit_events, with_rows=False
+                EventType.SOFT_DELETED if soft else EventType.DELETED,
+                emit_events,
+                with_rows=False,
+                written=values,
+                deletes=not soft,
             ),
             progress=progress,
             # A deleted row is gone, a soft-deleted one fails the `deleted_at IS NULL` above.
@@ -507,16 +539,39 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         event = RepositoryEvent(kind, self.model, tuple(ids), tuple(data))
         after_commit(self.session, lambda: self.event_bus.publish(event))
 
-    def _batch_emitter(self, kind: EventType, enabled: bool, *, with_rows: bool) -> Any:
-        if not enabled and self._cache is None:
+    def _batch_emitter(
+        self,
+        kind: EventType,
+        enabled: bool,
+        *,
+        with_rows: bool,
+        written: Mapping[str, Any] | None = None,
+        event_row: Mapping[str, Any] | None = None,
+        deletes: bool = False,
+    ) -> Any:
+        """The bulk engine's per-batch callback: keep the session's objects true, then queue
+        the invalidation and the event for after the commit.
+
+        ``written``: the column values a change statement set on every row of the batch;
+        ``event_row``: what its events carry instead of the batch's rows;
+        ``deletes``: the rows are gone."""
+        if not enabled and self._cache is None and written is None and not deletes:
             return None
 
         def on_batch(ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+            if deletes:
+                forget_deleted(self.session, self._info, ids)
+            elif written is not None:
+                sync_changed(self.session, self._info, ids, written)
             self._invalidate_after_commit()
             if not enabled:
                 return
             event = RepositoryEvent(
-                kind, self.model, tuple(ids), tuple(rows) if with_rows else (), bulk=True
+                kind,
+                self.model,
+                tuple(ids),
+                ((event_row,) if event_row is not None else tuple(rows)) if with_rows else (),
+                bulk=True,
             )
             after_commit(self.session, lambda: self.event_bus.publish(event))
 
@@ -530,7 +585,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         # Invalidate after commit, never before: a reader in between would re-cache the old
         # row. Queued first, so event handlers that read already see fresh data; keyed, so a
         # transaction that wrote many batches bumps the generation once.
-        after_commit(self.session, cache.invalidate, key=("baserepo.invalidate", self.model))
+        after_commit(self.session, cache.invalidate, key=invalidation_key(cache))
 
     async def _through_cache(
         self,
@@ -545,7 +600,12 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         codec = cache.codec
         if codec is None:
             return await load()
-        prepare, decode = shape(codec)
+        if has_pending_changes(self.session):
+            # The query would flush them first and read them back: uncommitted rows, which
+            # must neither be stored for others nor be answered by an entry that predates them.
+            cache.config.counters(cache.table).bypasses += 1
+            return await load()
+        prepare, decode = shape(codec, lambda rows: adopt(self.session, self._info, rows))
         return await cache.fetch(self.session, operation, spec, load, prepare, decode)
 
     async def _fresh(self, instance: ModelT) -> ModelT:
@@ -556,16 +616,32 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return instance
 
     async def _scalar(self, query: Any) -> Any:
-        try:
-            return (await self.session.execute(query)).scalar_one_or_none()
-        except sa_exc.SQLAlchemyError as error:
-            raise translate(error) from error
+        return (await self._read(query)).scalar_one_or_none()
 
     async def _scalars(self, query: Any) -> builtins.list[Any]:
+        return list((await self._read(query)).scalars())
+
+    async def _read(self, query: Any) -> Any:
+        """Run a read: objects it returns hold the database's values (see ``_identity``)."""
+        session = self.session
+        opens_transaction = session.sync_session.get_transaction() is None
+        if can_refresh(session):
+            query = query.execution_options(populate_existing=True)
         try:
-            return list((await self.session.execute(query)).scalars())
+            result = await session.execute(query)
         except sa_exc.SQLAlchemyError as error:
+            if not caller_owns_transaction(session) and (
+                opens_transaction or read_only_since_our_read(session) or is_unavailable(error)
+            ):
+                # Our own read opened this transaction and nothing was written in it (or its
+                # connection is gone, and with it the transaction): roll it back, or the
+                # session refuses every later statement ("current transaction is aborted",
+                # "Can't reconnect until invalid transaction is rolled back").
+                await finish_despite_cancellation(session.rollback())
             raise translate(error) from error
+        if opens_transaction:
+            note_read_opened(session)
+        return result
 
 
 class _Writing:
@@ -609,26 +685,28 @@ def _concrete(arg: Any) -> type[Any] | None:
 
 # How a read's result is captured for the cache (returning the serialiser to run later) and
 # rebuilt from it: lists of rows, a single row or None, a count.
+# ``adopt`` makes decoded instances the session's own (``_identity.adopt``).
 _Prepare = Callable[[Any], Callable[[], bytes]]
-_Shape = Callable[[RowCodec], tuple[_Prepare, Callable[[bytes], Any]]]
+_Adopt = Callable[[list[Any]], list[Any]]
+_Shape = Callable[[RowCodec, _Adopt], tuple[_Prepare, Callable[[bytes], Any]]]
 
 
-def _rows(codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
-    return codec.snapshot, codec.decode
+def _rows(codec: RowCodec, adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
+    return codec.snapshot, lambda payload: adopt(codec.decode(payload))
 
 
-def _one(codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
+def _one(codec: RowCodec, adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
     def prepare(found: Any) -> Callable[[], bytes]:
         return codec.snapshot([] if found is None else [found])
 
     def decode(payload: bytes) -> Any:
-        rows = codec.decode(payload)
+        rows = adopt(codec.decode(payload))
         return rows[0] if rows else None
 
     return prepare, decode
 
 
-def _count(_codec: RowCodec) -> tuple[_Prepare, Callable[[bytes], Any]]:
+def _count(_codec: RowCodec, _adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
     def prepare(total: Any) -> Callable[[], bytes]:
         return lambda: orjson.dumps(total)
 

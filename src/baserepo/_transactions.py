@@ -14,6 +14,7 @@ parent, a rolled-back one drops it, and the outermost commit runs it, awaited in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -33,7 +34,9 @@ __all__ = [
     "atomic",
     "caller_owns_transaction",
     "ensure_savepoints_work",
+    "finish_despite_cancellation",
     "has_written",
+    "invalidation_key",
     "mark_written",
 ]
 
@@ -47,6 +50,7 @@ _Queue = dict[SessionTransaction, dict[Hashable, DeferredWork]]
 _QUEUE_KEY = "baserepo.after_commit_queue"
 _SAVEPOINT_CHECKED_KEY = "baserepo.savepoints_checked"
 _WRITTEN_KEY = "baserepo.written_models"
+_COMMITTED_WORK_KEY = "baserepo.committed_work"
 
 
 def caller_owns_transaction(session: AsyncSession) -> bool:
@@ -57,12 +61,24 @@ def caller_owns_transaction(session: AsyncSession) -> bool:
     return transaction.origin is not SessionTransactionOrigin.AUTOBEGIN
 
 
-def after_commit(session: AsyncSession, work: DeferredWork, *, key: Hashable = None) -> None:
+def _sync(session: AsyncSession | Session) -> Session:
+    # Session listeners (the ORM-write tracking) hold the sync session only.
+    return session if isinstance(session, Session) else session.sync_session
+
+
+def invalidation_key(cache: object) -> Hashable:
+    """The after-commit key of one cache's invalidation: one bump per cache per commit."""
+    return ("baserepo.invalidate", id(cache))
+
+
+def after_commit(
+    session: AsyncSession | Session, work: DeferredWork, *, key: Hashable = None
+) -> None:
     """Run ``work`` after the outermost commit of the open transaction; drop it on rollback.
 
     ``key``: work queued again under the same key replaces nothing and runs once.
     """
-    sync_session = session.sync_session
+    sync_session = _sync(session)
     transaction = sync_session.get_nested_transaction() or sync_session.get_transaction()
     if transaction is None:
         raise RuntimeError("after_commit() needs an open transaction")
@@ -70,10 +86,11 @@ def after_commit(session: AsyncSession, work: DeferredWork, *, key: Hashable = N
     queued.setdefault(key if key is not None else object(), work)
 
 
-def mark_written(session: AsyncSession, model: type[Any]) -> None:
+def mark_written(session: AsyncSession | Session, model: type[Any]) -> None:
     """Remember that the open transaction wrote ``model``: its reads must bypass the cache."""
-    _queue(session.sync_session)  # installs the listener that forgets at transaction end
-    session.sync_session.info.setdefault(_WRITTEN_KEY, set()).add(model)
+    sync_session = _sync(session)
+    _queue(sync_session)  # installs the listener that forgets at transaction end
+    sync_session.info.setdefault(_WRITTEN_KEY, set()).add(model)
 
 
 def has_written(session: AsyncSession, model: type[Any]) -> bool:
@@ -96,9 +113,34 @@ async def atomic(session: AsyncSession) -> AsyncIterator[None]:
     if session.sync_session.get_transaction() is not None:
         # An implicit (autobegun) transaction is the caller's unit of work in SQLAlchemy's
         # autocommit-free model; finish it so our batch can be its own transaction.
-        await session.commit()
-    async with session.begin():
+        await finish_despite_cancellation(session.commit())
+    transaction = await session.begin()
+    try:
         yield
+    except BaseException:
+        await finish_despite_cancellation(transaction.rollback())
+        raise
+    # Once COMMIT is sent, the invalidations and events queued for it must run whatever
+    # happens to the caller (a request timeout, a client gone): a cancelled caller would
+    # otherwise leave every cached query of the model serving pre-write rows.
+    await finish_despite_cancellation(transaction.commit())
+
+
+async def finish_despite_cancellation(work: Awaitable[Any]) -> Any:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile; the cancellation
+    is delivered afterwards. ``work`` runs as a task of its own, shielded from the caller's."""
+    task = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as cancellation:
+            cancelled = cancellation
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it: the caller was cancelled
+        raise cancelled
+    return task.result()
 
 
 async def ensure_savepoints_work(session: AsyncSession) -> None:
@@ -145,15 +187,25 @@ def _on_commit(sync_session: Session) -> None:
     queue.clear()
     sync_session.info.pop(_WRITTEN_KEY, None)
     if pending:
-        await_only(_run_all(pending))
+        # Run when the transaction has ended (below), not here: an exception out of an
+        # after_commit listener (a cancellation of the caller) would leave the session stuck
+        # in the committed state, while at transaction end it is already clean.
+        sync_session.info[_COMMITTED_WORK_KEY] = pending
 
 
 def _on_transaction_end(sync_session: Session, transaction: SessionTransaction) -> None:
-    # Committed work was moved or run in _on_commit; whatever is still keyed here was rolled
-    # back (or the session closed without committing), so it must never run.
+    # Committed work was moved or set aside in _on_commit; whatever is still keyed here was
+    # rolled back (or the session closed without committing), so it must never run.
     _queue(sync_session).pop(transaction, None)
-    if transaction.parent is None:
-        sync_session.info.pop(_WRITTEN_KEY, None)
+    if transaction.parent is not None:
+        return
+    sync_session.info.pop(_WRITTEN_KEY, None)
+    committed: list[DeferredWork] | None = sync_session.info.pop(_COMMITTED_WORK_KEY, None)
+    if committed:
+        # Awaited inside the caller's commit(), so it has finished when commit() returns. A
+        # cancellation of the caller meanwhile lets the work finish, then is raised: the
+        # transaction is closed and its connection released by now, so the session is fine.
+        await_only(finish_despite_cancellation(_run_all(committed)))
 
 
 async def _run_all(pending: list[DeferredWork]) -> None:

@@ -197,7 +197,8 @@ async def test_cache_performance_monitoring_as_in_guide(
     assert len(users) == 100
     assert all(user.is_active for user in users)
     assert_same_rows(users, cold_users)
-    assert users[0] is not cold_users[0]  # rebuilt from the cache, not the identity map
+    # A hit yields the session's own objects, as the query did: the same instances.
+    assert users[0] is cold_users[0]
     stats = repo.cache_stats()
     assert stats is not None
     assert (stats.hits, stats.misses, stats.fills) == (1, 1, 1)
