@@ -50,15 +50,8 @@ from sqlalchemy.types import UserDefinedType
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic
-from .engine import (
-    BatchCommitted,
-    ProgressCallback,
-    _report,
-    _stopped,
-    _Tally,
-    refuse_autocommit,
-    retiring_broken_connection,
-)
+from ._guards import refuse_autocommit, retiring_broken_connection
+from .engine import BatchCommitted, ProgressCallback, _report, _stopped, _Tally
 
 if TYPE_CHECKING:
     from sqlalchemy import Column, Select, Table

@@ -18,20 +18,19 @@ call, its batch reported ``unavailable``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
 
 from .._errors import database_message, failure_kind, is_unavailable, is_unique_violation, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic, caller_owns_transaction, ensure_savepoints_work
-from ..exceptions import BulkOperationError, ConfigurationError
+from ..exceptions import BulkOperationError
 from ._batching import Batches
+from ._guards import refuse_autocommit, retiring_broken_connection
 from ._insert import InsertStrategy, Row
 from ._key_pool import KeyPool
 
@@ -41,13 +40,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from .._records import RecordPreparer
 
-__all__ = [
-    "BatchCommitted",
-    "BulkEngine",
-    "ProgressCallback",
-    "refuse_autocommit",
-    "retiring_broken_connection",
-]
+__all__ = ["BatchCommitted", "BulkEngine", "ProgressCallback"]
 
 ProgressCallback = Callable[[int], Any]
 """Called with the number of input records (or rows) handled so far."""
@@ -505,52 +498,6 @@ def _stopped(operation: str, tally: _Tally, why: str) -> BulkOperationError:
             "(.result lists them; rows not reached still match the filters)"
         )
     return BulkOperationError(f"{operation} stopped after {done}: {why}", result=result)
-
-
-@asynccontextmanager
-async def retiring_broken_connection(session: AsyncSession) -> AsyncIterator[None]:
-    """Invalidate the session's connection when a statement fails because of it.
-
-    SQLAlchemy does so for what its dialect calls a disconnect; a connection fault it does
-    not know (a prepared statement missing, 26000) would otherwise go back to the pool and
-    fail the next session's statement the same way.
-    """
-    try:
-        yield
-    except sa_exc.DBAPIError as error:
-        if is_unavailable(error) and not error.connection_invalidated:
-            connection = await session.connection()
-            await connection.invalidate(error.orig)
-            error.connection_invalidated = True
-        raise
-
-
-async def refuse_autocommit(session: AsyncSession, model: type[Any]) -> None:
-    """Raise ConfigurationError when the session's connection commits every statement itself.
-
-    A batch is a unit of work: under AUTOCOMMIT its statements commit one by one (a staged
-    COPY loses its rows to ON COMMIT DELETE ROWS, a failed batch is half written) and
-    SAVEPOINT fails. Asked of SQLAlchemy, not the driver: on SQLite the savepoint recipe
-    turns the driver's autocommit on and emits BEGIN itself.
-    """
-    if session.in_transaction():
-        bound: Any = (await session.connection()).sync_connection
-    else:
-        bound = session.sync_session.get_bind(model)
-    if isinstance(bound, Connection):
-        # SQLAlchemy's own test: an execution option, or the engine's isolation_level.
-        autocommit = bound._is_autocommit_isolation()
-    else:
-        level = bound.get_execution_options().get("isolation_level")
-        autocommit = (level or bound.dialect._on_connect_isolation_level) == "AUTOCOMMIT"
-    if autocommit:
-        raise ConfigurationError(
-            "bulk calls need transactions, but this session's connection has "
-            "isolation_level='AUTOCOMMIT', under which each statement commits on its own and "
-            "a batch can be neither atomic nor accounted for. Give the repository a session on "
-            "an engine without it, e.g. AsyncSession(engine.execution_options("
-            "isolation_level=<your database's default, such as 'READ COMMITTED'>))"
-        )
 
 
 async def _report(progress: ProgressCallback | None, done: int) -> None:
