@@ -27,9 +27,11 @@ from baserepo import (
     BulkOperationError,
     ConfigurationError,
     DatabaseUnavailableError,
+    EventType,
     FailureKind,
     create_engine,
 )
+from baserepo.testing import RecordingEventBus
 from tests.integration.test_bulk_create import TAKEN, check_accounting, seed_taken, user
 from tests.models import User
 
@@ -465,7 +467,8 @@ async def test_isolate_errors_writes_the_innocent_records_of_a_refused_batch(
     in_callers_transaction: bool,
 ) -> None:
     await seed_taken(session_factory)
-    repo = BaseRepository(User, session)
+    bus = RecordingEventBus()
+    repo = BaseRepository(User, session, event_bus=bus)
     if in_callers_transaction:
         async with session.begin():
             result = await repo.bulk_create(ISOLATED, isolate_errors=True)
@@ -476,6 +479,9 @@ async def test_isolate_errors_writes_the_innocent_records_of_a_refused_batch(
     for failure in result.failures:
         assert "unique" in failure.message.lower()
         assert failure.record == ISOLATED[failure.index]
+    # One event for the batch, with exactly the rows written.
+    assert bus.ids(EventType.CREATED) == result.created_ids
+    assert len(bus.of(EventType.CREATED)) == 1
 
 
 async def test_isolate_errors_is_off_by_default_and_the_batch_stays_atomic(
