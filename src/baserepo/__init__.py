@@ -18,6 +18,7 @@ from .cache import (
 )
 from .exceptions import (
     BaseRepoError,
+    BulkOperationError,
     ConfigurationError,
     DatabaseUnavailableError,
     IntegrityConflictError,
@@ -35,6 +36,7 @@ __all__ = [
     "BaseRepoError",
     "BaseRepository",
     "BreakerState",
+    "BulkOperationError",
     "BulkOperationResult",
     "CacheBackend",
     "CacheConfig",

@@ -7,14 +7,27 @@ from sqlalchemy import exc as sa_exc
 from ._results import FailureKind
 from .exceptions import DatabaseUnavailableError, IntegrityConflictError, RepositoryDatabaseError
 
-__all__ = ["database_message", "failure_kind", "is_unavailable", "translate"]
+__all__ = [
+    "database_message",
+    "failure_kind",
+    "is_connection_state",
+    "is_unavailable",
+    "translate",
+]
+
+# SQLSTATEs of the connection, not of the data: connection exceptions (08), the server shutting
+# down or terminating the backend (57P01-57P04), a prepared statement the connection relied on
+# missing (26000, a pooler between us and the server).
+_CONNECTION_STATES = ("08", "57P", "26000")
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """The database could not be reached or the connection died: no record is at fault."""
+    """The database could not be reached or the connection failed: no record is at fault."""
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    if is_connection_state(getattr(getattr(error, "orig", None), "sqlstate", None)):
         return True
     cause: BaseException | None = error
     while cause is not None:
@@ -24,6 +37,11 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def is_connection_state(sqlstate: object) -> bool:
+    """The SQLSTATE is the connection's failure, not the data's."""
+    return isinstance(sqlstate, str) and sqlstate.startswith(_CONNECTION_STATES)
 
 
 def is_unique_violation(error: BaseException) -> bool:

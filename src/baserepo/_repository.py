@@ -321,6 +321,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         ignore_conflicts: bool = False,
         *,
         progress: ProgressCallback | None = None,
+        isolate_errors: bool = False,
     ) -> BulkOperationResult:
         """Insert many records in atomic batches; every record is created or reported.
 
@@ -334,6 +335,15 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             ignore_conflicts: skip records that hit a unique constraint instead of failing
                 their batch; each skip is reported (kind ``conflict``, message says "unique").
             progress: called with the number of input records handled so far.
+            isolate_errors: when the database refuses a batch, write the batch's other
+                records anyway (in one unit, each refused record set aside and reported
+                with its reason) instead of rolling the whole batch back.
+
+        Raises:
+            BulkOperationError: the call stopped midway (the input or ``progress`` raised,
+                the database went away); ``.result`` accounts for every record taken.
+            DatabaseUnavailableError: the database was unreachable before anything was done.
+            ConfigurationError: e.g. the session's connection is in AUTOCOMMIT mode.
         """
         engine = await self._bulk_engine()
         return await engine.create(
@@ -342,6 +352,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             ignore_conflicts=ignore_conflicts,
             on_batch=self._batch_emitter(EventType.CREATED, emit_events, with_rows=True),
             progress=progress,
+            isolate_errors=isolate_errors,
         )
 
     async def bulk_update(

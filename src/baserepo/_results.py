@@ -26,7 +26,10 @@ class FailureKind(enum.StrEnum):
     BATCH_ROLLED_BACK = "batch_rolled_back"
     """Valid itself, but its batch was rolled back because another record in it failed."""
     UNAVAILABLE = "unavailable"
-    """Not attempted: the database became unreachable during the call."""
+    """Not written: the database became unreachable (or the connection died) during the call."""
+    NOT_ATTEMPTED = "not_attempted"
+    """Not written: the call stopped before its batch was written (the input or the progress
+    callback raised; see ``BulkOperationError``)."""
 
 
 @dataclass(frozen=True, slots=True)

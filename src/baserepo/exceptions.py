@@ -3,6 +3,8 @@
 Every error derives from :class:`BaseRepoError`, so one ``except`` catches them all::
 
     BaseRepoError
+     ├── BulkOperationError        a bulk call stopped midway; ``result`` accounts for every
+     │                             record it took, ``__cause__`` says why it stopped
      ├── ConfigurationError        the model, engine or call cannot work as set up
      ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape
      │                             (also a ``ValueError``)
@@ -13,9 +15,11 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
           ├── IntegrityConflictError   a constraint (unique, foreign key, not null) refused it
           └── DatabaseUnavailableError the database could not be reached at all
 
-Bulk operations raise only when nothing could be done at all (bad arguments, the database
-unreachable before the first batch); everything else is reported per record in
-:class:`~baserepo.BulkOperationResult`.
+Bulk operations report a refused record or batch in :class:`~baserepo.BulkOperationResult`
+and go on. They raise the errors above when nothing could be done at all (bad arguments, the
+database unreachable before anything was written), and :class:`BulkOperationError` when the
+call had to stop after some work (the input or the progress callback raised, the database
+went away): its ``result`` says exactly what was committed.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from ._results import BulkOperationResult
+
 __all__ = [
     "BaseRepoError",
+    "BulkOperationError",
     "ConfigurationError",
     "DatabaseUnavailableError",
     "IntegrityConflictError",
@@ -38,6 +45,22 @@ __all__ = [
 
 class BaseRepoError(Exception):
     """Root of every error baserepo raises."""
+
+
+class BulkOperationError(BaseRepoError):
+    """A bulk call stopped before the end of its input; ``result`` is what it did until then.
+
+    ``result`` accounts for every record the call took from the input (created, or reported
+    with its reason; records of the interrupted batch are reported too), so
+    ``result.total`` is where to resume: ``data[exc.result.total:]`` for a list, the next
+    item for a generator. ``__cause__`` is why it stopped: the exception of your iterable or
+    progress callback as it was raised, or :class:`DatabaseUnavailableError` (whose own
+    cause is SQLAlchemy's error) when the database went away.
+    """
+
+    def __init__(self, message: str, *, result: BulkOperationResult) -> None:
+        self.result = result
+        super().__init__(message)
 
 
 class ConfigurationError(BaseRepoError):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
+    from ._key_pool import KeyPool
 
 __all__ = [
     "ExecutemanyInsert",
@@ -59,8 +60,17 @@ class InsertStrategy(Protocol):
         ...
 
     async def insert(
-        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
-    ) -> list[Any | None]: ...
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Sequence[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,
+    ) -> list[Any | None]:
+        """Ids aligned with ``rows``; ``key_pool``: where keys drawn from a sequence are taken
+        from and given back (strategies that let the database draw them ignore it)."""
+        ...
 
 
 class ExecutemanyInsert:
@@ -87,7 +97,13 @@ class ExecutemanyInsert:
         return max(1, self.max_parameters // max(len(info.columns), 1))
 
     async def insert(
-        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Sequence[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,
     ) -> list[Any | None]:
         return await insert_by_key_set(
             rows, lambda group: self._insert_group(session, info, group, ignore_conflicts)

@@ -50,7 +50,8 @@ from sqlalchemy.types import UserDefinedType
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic
-from .engine import BatchCommitted, ProgressCallback, _report, _Tally
+from ._guards import refuse_autocommit, retiring_broken_connection
+from .engine import BatchCommitted, ProgressCallback, _report, _stopped, _Tally
 
 if TYPE_CHECKING:
     from sqlalchemy import Column, Select, Table
@@ -101,6 +102,7 @@ class BulkChanges:
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        await refuse_autocommit(self._session, self._info.model)
         dialect = self._session.sync_session.get_bind().dialect
         returning = dialect.delete_returning if values is None else dialect.update_returning
         if returning and dialect.name == "postgresql":
@@ -111,6 +113,7 @@ class BulkChanges:
             # The keys travel as bind parameters of the change: clamp to the dialect's limit.
             step, size = self._keys_batch, min(batch_size, self._strategy.max_parameters)
         tally = _Tally()
+        operation = "bulk_delete" if values is None or stops_matching else "bulk_update"
         last: Any = None
         # Most calls fit in one batch, which then costs what one plain statement costs.
         ordered = not (stops_matching and step == self._tid_batch)
@@ -118,7 +121,7 @@ class BulkChanges:
         while more:
             batch: _Batch | None = None
             try:
-                async with atomic(self._session):
+                async with atomic(self._session), retiring_broken_connection(self._session):
                     batch = await step(condition, values, size, last, ordered)
                     if batch.ids and on_batch is not None:
                         on_batch(batch.ids, [values] if values else [])
@@ -137,8 +140,16 @@ class BulkChanges:
                     if tally.success_count == 0 and not tally.failures:
                         raise translate(error) from error
                     tally.fail(_batch_failure((), error, "could not select the next batch"))
+                    if is_unavailable(error):
+                        raise _stopped(
+                            operation, tally, "the connection to the database failed"
+                        ) from (translate(error))
                     break
                 tally.fail(_batch_failure(tuple(ids), error, "batch rolled back"))
+                if is_unavailable(error):  # nothing more can be done on this connection
+                    raise _stopped(operation, tally, "the connection to the database failed") from (
+                        translate(error)
+                    )
                 last, more = ids[-1], len(ids) >= size
             else:
                 tally.success_count += len(batch.ids)
@@ -147,7 +158,13 @@ class BulkChanges:
                 if not batch.ids:
                     continue
             # Rows handled, not batches: a failed batch counts every row it held.
-            await _report(progress, tally.success_count + sum(len(f.ids) for f in tally.failures))
+            try:
+                await _report(
+                    progress, tally.success_count + sum(len(f.ids) for f in tally.failures)
+                )
+            except Exception as error:
+                why = f"the progress callback raised {type(error).__name__}: {error}"
+                raise _stopped(operation, tally, why) from error
         if stops_matching:
             # An unordered first batch may hold keys above those of later batches.
             tally.affected_ids.sort()

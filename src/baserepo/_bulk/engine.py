@@ -6,7 +6,14 @@ reuses ``_Tally`` and ``_report``.
 Each batch is one unit of work (``_transactions.atomic``): a SAVEPOINT inside the caller's
 transaction, otherwise a transaction of its own that is committed before the next batch.
 A batch that the database refuses is rolled back whole; the record that made it fail is
-found by replaying growing prefixes of it in units that are always rolled back.
+found by replaying growing prefixes of it in units that are always rolled back. With
+``isolate_errors`` the batch is written again in one unit instead, halves in SAVEPOINTs split
+until each refused record stands alone and is set aside.
+
+Accounting survives a call that has to stop (``BulkOperationError``): every record taken from
+the input is created or reported, the interrupted batch's included. An error of the
+connection rather than of the data (``_errors.is_unavailable``) names no culprit: it stops the
+call, its batch reported ``unavailable``.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, is_unique_violation, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
-from .._transactions import atomic, caller_owns_transaction
-from ._batching import batched
+from .._transactions import atomic, caller_owns_transaction, ensure_savepoints_work
+from ..exceptions import BulkOperationError
+from ._batching import Batches
+from ._guards import refuse_autocommit, retiring_broken_connection
 from ._insert import InsertStrategy, Row
+from ._key_pool import KeyPool
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +62,7 @@ class _Tally:
         self.failures.append(failure)
 
     def result(self) -> BulkOperationResult:
+        self.failures.sort(key=lambda f: -1 if f.index is None else f.index)
         return BulkOperationResult(
             success_count=self.success_count,
             # A create failure is one record; an update/delete failure is a batch of ids.
@@ -97,27 +108,56 @@ class BulkEngine:
         ignore_conflicts: bool,
         on_batch: BatchCommitted | None,
         progress: ProgressCallback | None,
+        isolate_errors: bool = False,
     ) -> BulkOperationResult:
-        tally = _Tally()
         size = self.clamp(batch_size)
+        await refuse_autocommit(self._session, self._info.model)
+        tally = _Tally()
+        batches = Batches(records, size)
+        iterator = aiter(batches)
+        keys = KeyPool()
         next_index = 0
-        unavailable: BaseException | None = None
-        async for batch in batched(records, size):
+        while True:
+            try:
+                batch = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except Exception as error:
+                pending = batches.pending
+                why = f"the input raised {_describe(error)}"
+                taken = range(next_index, next_index + len(pending))
+                self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
+                raise _stopped("bulk_create", tally, why) from error
             first_index, next_index = next_index, next_index + len(batch)
-            if unavailable is not None:
-                self._fail_unavailable(tally, range(first_index, next_index), batch, unavailable)
-                continue
-            positions, rows = self._prepare(batch, first_index, tally)
-            if rows:
-                try:
-                    await self._create_batch(tally, positions, rows, ignore_conflicts, on_batch)
-                except _Unavailable as exc:
-                    if tally.success_count == 0 and len(tally.failures) == 0:
-                        raise translate(exc.error) from exc.error
-                    unavailable = exc.error
-                    self._fail_unavailable(tally, positions, rows, exc.error)
-            await _report(progress, next_index)
-        tally.failures.sort(key=lambda f: -1 if f.index is None else f.index)
+            reported_before = len(tally.failures)
+            positions: list[int] = []
+            rows: list[Row] = []
+            try:
+                positions, rows = self._prepare(batch, first_index, tally)
+                if rows:
+                    await self._create_batch(
+                        tally, positions, rows, ignore_conflicts, isolate_errors, on_batch, keys
+                    )
+            except _Unavailable as exc:
+                cause = translate(exc.error)
+                if tally.success_count == 0 and reported_before == 0:
+                    raise cause from exc.error  # nothing written: the whole input is to retry
+                why = f"the connection to the database failed: {database_message(exc.error)}"
+                self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
+                raise _stopped("bulk_create", tally, why) from cause
+            except Exception as error:  # not the data's fault: the batch's unit rolled back
+                if tally.success_count == 0 and reported_before == 0:
+                    raise
+                why = f"the call stopped on {_describe(error)}"
+                indexes, records = _unreported(tally, reported_before, first_index, batch)
+                self._fail_all(tally, indexes, records, FailureKind.NOT_ATTEMPTED, why)
+                raise _stopped("bulk_create", tally, why) from error
+            try:
+                await _report(progress, next_index)
+            except Exception as error:
+                raise _stopped(
+                    "bulk_create", tally, f"the progress callback raised {_describe(error)}"
+                ) from error
         return tally.result()
 
     def _prepare(
@@ -146,28 +186,41 @@ class BulkEngine:
         positions: list[int],
         rows: list[Row],
         ignore_conflicts: bool,
+        isolate_errors: bool,
         on_batch: BatchCommitted | None,
+        keys: KeyPool,
     ) -> None:
         try:
-            async with atomic(self._session):
+            async with atomic(self._session), retiring_broken_connection(self._session):
                 ids = await self._strategy.insert(
-                    self._session, self._info, rows, ignore_conflicts=ignore_conflicts
+                    self._session,
+                    self._info,
+                    rows,
+                    ignore_conflicts=ignore_conflicts,
+                    key_pool=keys,
                 )
-                all_created = None not in ids
-                if on_batch is not None:
-                    if all_created:
-                        on_batch(ids, rows)
-                    else:
-                        # compress, not (id, row) pairs: no tuple per row for the GC to chase.
-                        kept = [i is not None for i in ids]
-                        if any(kept):
-                            on_batch(list(compress(ids, kept)), list(compress(rows, kept)))
+                _announce(on_batch, ids, rows)
         except sa_exc.SQLAlchemyError as error:
+            keys.rolled_back()
             if is_unavailable(error):
                 raise _Unavailable(error) from error
-            await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error)
+            if isolate_errors:
+                await self._write_isolating(
+                    tally, positions, rows, ignore_conflicts, on_batch, keys
+                )
+            else:
+                await self._report_failed_batch(
+                    tally, positions, rows, ignore_conflicts, error, keys
+                )
             return
-        if all_created:  # no per-row accounting to do
+        keys.committed()
+        self._account(tally, positions, rows, ids)
+
+    def _account(
+        self, tally: _Tally, positions: list[int], rows: list[Row], ids: list[Any | None]
+    ) -> None:
+        """A committed batch: each row created, or skipped as a conflict (``None`` id)."""
+        if None not in ids:  # no per-row accounting to do
             tally.success_count += len(ids)
             tally.created_ids.extend(ids)
             return
@@ -186,6 +239,103 @@ class BulkEngine:
                 tally.success_count += 1
                 tally.created_ids.append(new_id)
 
+    async def _write_isolating(
+        self,
+        tally: _Tally,
+        positions: list[int],
+        rows: list[Row],
+        ignore_conflicts: bool,
+        on_batch: BatchCommitted | None,
+        keys: KeyPool,
+    ) -> None:
+        """``isolate_errors``: write the refused batch again in one unit, every record the
+        database refuses set aside."""
+        session = self._session
+        # Rolled-back SAVEPOINTs must not take the outer unit with them (SQLite's driver).
+        await ensure_savepoints_work(session)
+        ids: list[Any | None] = [None] * len(rows)
+        refused: dict[int, sa_exc.SQLAlchemyError] = {}
+        try:
+            async with atomic(session), retiring_broken_connection(session):
+                # The whole batch was just refused: start with its halves.
+                await self._split(
+                    rows,
+                    0,
+                    len(rows),
+                    ids,
+                    refused,
+                    ignore_conflicts,
+                    keys,
+                    known_to_fail=len(rows) > 1,
+                )
+                kept = [offset not in refused for offset in range(len(rows))]
+                _announce(on_batch, list(compress(ids, kept)), list(compress(rows, kept)))
+        except sa_exc.SQLAlchemyError as error:
+            keys.rolled_back()
+            if is_unavailable(error):
+                raise _Unavailable(error) from error
+            # The unit itself failed (its commit, say): nothing of it stands.
+            await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error, keys)
+            return
+        keys.committed()
+        for offset, cause in refused.items():
+            index = positions[offset]
+            tally.fail(
+                RecordFailure(
+                    index,
+                    failure_kind(cause),
+                    f"record {index}: {_reason(cause)} (set aside, the rest of its batch written)",
+                    record=rows[offset],
+                )
+            )
+        kept = [offset not in refused for offset in range(len(rows))]
+        self._account(
+            tally,
+            list(compress(positions, kept)),
+            list(compress(rows, kept)),
+            list(compress(ids, kept)),
+        )
+
+    async def _split(
+        self,
+        rows: list[Row],
+        start: int,
+        stop: int,
+        ids: list[Any | None],
+        refused: dict[int, sa_exc.SQLAlchemyError],
+        ignore_conflicts: bool,
+        keys: KeyPool,
+        *,
+        known_to_fail: bool,
+    ) -> None:
+        """Write ``rows[start:stop]`` in a SAVEPOINT; if refused, each half on its own, down
+        to single records (about 2 log2(n) statements per refused record, each row written
+        about log2(refused) times: far fewer than a prefix search per refused record)."""
+        if not known_to_fail:
+            mark = keys.mark()
+            try:
+                async with self._session.begin_nested():
+                    ids[start:stop] = await self._strategy.insert(
+                        self._session,
+                        self._info,
+                        rows[start:stop],
+                        ignore_conflicts=ignore_conflicts,
+                        key_pool=keys,
+                    )
+                return
+            except sa_exc.SQLAlchemyError as error:
+                keys.rolled_back(mark)
+                if is_unavailable(error):
+                    raise
+                if stop - start == 1:
+                    refused[start] = error
+                    return
+        middle = (start + stop) // 2
+        for low, high in ((start, middle), (middle, stop)):
+            await self._split(
+                rows, low, high, ids, refused, ignore_conflicts, keys, known_to_fail=False
+            )
+
     async def _report_failed_batch(
         self,
         tally: _Tally,
@@ -193,11 +343,10 @@ class BulkEngine:
         rows: list[Row],
         ignore_conflicts: bool,
         error: sa_exc.SQLAlchemyError,
+        keys: KeyPool,
     ) -> None:
-        culprit, cause = await self._find_culprit(rows, ignore_conflicts, error)
-        reason = database_message(cause)
-        if is_unique_violation(cause) and "unique" not in reason.lower():
-            reason = f"unique constraint violated: {reason}"
+        culprit, cause = await self._find_culprit(rows, ignore_conflicts, error, keys)
+        reason = _reason(cause)
         span = f"records {positions[0]}-{positions[-1]}"
         for offset, (index, row) in enumerate(zip(positions, rows, strict=True)):
             if culprit is None:
@@ -224,53 +373,59 @@ class BulkEngine:
             tally.fail(failure)
 
     async def _find_culprit(
-        self, rows: list[Row], ignore_conflicts: bool, error: BaseException
+        self, rows: list[Row], ignore_conflicts: bool, error: BaseException, keys: KeyPool
     ) -> tuple[int | None, BaseException]:
         """Smallest failing prefix of the batch; its last row is the one at fault."""
         low, high, cause = 1, len(rows), error
         confirmed = len(rows) == 1
         while low < high:
             middle = (low + high) // 2
-            failure = await self._probe(rows[:middle], ignore_conflicts)
+            failure = await self._probe(rows[:middle], ignore_conflicts, keys)
             if failure is None:
                 low = middle + 1
             else:
                 high, cause, confirmed = middle, failure, True
         if not confirmed:
-            failure = await self._probe(rows, ignore_conflicts)
+            failure = await self._probe(rows, ignore_conflicts, keys)
             if failure is None:
                 return None, error  # transient (deadlock, serialisation): nobody to blame
             cause = failure
         return low - 1, cause
 
-    async def _probe(self, rows: list[Row], ignore_conflicts: bool) -> BaseException | None:
+    async def _probe(
+        self, rows: list[Row], ignore_conflicts: bool, keys: KeyPool
+    ) -> BaseException | None:
         session = self._session
         unit = await (
             session.begin_nested() if caller_owns_transaction(session) else session.begin()
         )
+        mark = keys.mark()
         try:
-            await self._strategy.insert(
-                session, self._info, rows, ignore_conflicts=ignore_conflicts
-            )
+            async with retiring_broken_connection(session):
+                await self._strategy.insert(
+                    session, self._info, rows, ignore_conflicts=ignore_conflicts, key_pool=keys
+                )
         except sa_exc.SQLAlchemyError as failure:
             if is_unavailable(failure):
                 raise _Unavailable(failure) from failure
             return failure
         finally:
             await unit.rollback()
+            keys.rolled_back(mark)
         return None
 
-    def _fail_unavailable(
-        self, tally: _Tally, indexes: Iterable[int], records: Sequence[Any], error: BaseException
+    def _fail_all(
+        self,
+        tally: _Tally,
+        indexes: Iterable[int],
+        records: Sequence[Any],
+        kind: FailureKind,
+        why: str,
     ) -> None:
-        reason = database_message(error)
         for index, record in zip(indexes, records, strict=True):
             tally.fail(
                 RecordFailure(
-                    index,
-                    FailureKind.UNAVAILABLE,
-                    f"record {index}: not written, the database became unavailable: {reason}",
-                    record=_safe(record),
+                    index, kind, f"record {index}: not written, {why}", record=_safe(record)
                 )
             )
 
@@ -290,8 +445,59 @@ class _Unavailable(Exception):
         self.error = error
 
 
+def _unreported(
+    tally: _Tally, reported_before: int, first_index: int, batch: list[Any]
+) -> tuple[list[int], list[Any]]:
+    """The records of the batch starting at ``first_index`` not yet in the tally (nothing of
+    a batch is counted as created before its unit commits)."""
+    reported = {f.index for f in tally.failures[reported_before:]}
+    left = [offset for offset in range(len(batch)) if first_index + offset not in reported]
+    return [first_index + offset for offset in left], [batch[offset] for offset in left]
+
+
 def _safe(record: Any) -> Any:
     return record if isinstance(record, dict) else None
+
+
+def _announce(on_batch: BatchCommitted | None, ids: list[Any | None], rows: list[Row]) -> None:
+    """Tell ``on_batch`` (inside the unit, before its commit) which rows it created."""
+    if on_batch is None:
+        return
+    if None not in ids:
+        on_batch(ids, rows)
+        return
+    # compress, not (id, row) pairs: no tuple per row for the GC to chase.
+    kept = [i is not None for i in ids]
+    if any(kept):
+        on_batch(list(compress(ids, kept)), list(compress(rows, kept)))
+
+
+def _reason(cause: BaseException) -> str:
+    reason = database_message(cause)
+    if is_unique_violation(cause) and "unique" not in reason.lower():
+        reason = f"unique constraint violated: {reason}"
+    return reason
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]
+
+
+def _stopped(operation: str, tally: _Tally, why: str) -> BulkOperationError:
+    """The error for a call that must stop; raise it ``from`` the reason."""
+    result = tally.result()
+    if operation == "bulk_create":
+        done = (
+            f"{result.success_count} created and {result.error_count} reported of the "
+            f"{result.total} records taken from the input (.result accounts for each; later "
+            "records were not taken)"
+        )
+    else:
+        done = (
+            f"{result.success_count} rows changed and {result.error_count} reported "
+            "(.result lists them; rows not reached still match the filters)"
+        )
+    return BulkOperationError(f"{operation} stopped after {done}: {why}", result=result)
 
 
 async def _report(progress: ProgressCallback | None, done: int) -> None:

@@ -4,23 +4,115 @@
 records could not be told apart; ``INSERT IGNORE`` returns only the rows it inserted. IGNORE
 also downgrades other errors to warnings, which is why records are validated (NOT NULL,
 type, string length) before they reach this statement.
+
+Each skipped row is a server warning, and asyncmy logs every one of them (``SHOW WARNINGS``,
+then one ``logging`` WARNING per row on its ``asyncmy`` logger, which reaches stderr when the
+application configured no logging). The skips are already reported one by one in the result,
+so the driver's records of our own statements are held back and summarised once per batch on
+``baserepo.bulk``: at INFO when every warning is a duplicate key, at WARNING otherwise.
 """
 
 from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Table, insert
 
 from ._insert import ExecutemanyInsert
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from .._model import ModelInfo
+    from ._insert import Row
+    from ._key_pool import KeyPool
+
 MAX_PARAMETERS = 60_000
+DRIVER_LOGGER = "asyncmy"
+"""Where asyncmy logs the server's warnings (``cursors.py``: ``logging.getLogger(__package__)``)."""
+
+logger = logging.getLogger("baserepo.bulk")
+
+# The warnings of the statement running in this task (a context variable: other tasks on
+# other connections keep their driver logging untouched).
+_held: ContextVar[list[str] | None] = ContextVar("baserepo_mysql_warnings", default=None)
+
+
+class _HoldOurWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = _held.get()
+        if held is None or record.levelno != logging.WARNING:
+            return True
+        held.append(record.getMessage())
+        return False
+
+
+_FILTER = _HoldOurWarnings()
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
     return insert(table).prefix_with("IGNORE", dialect="mysql")
 
 
-def insert_strategy() -> ExecutemanyInsert:
-    return ExecutemanyInsert(
+class MysqlInsert(ExecutemanyInsert):
+    """SQLAlchemy's executemany, with the driver's per-row warnings summarised per batch."""
+
+    async def insert(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Sequence[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,
+    ) -> list[Any | None]:
+        if not ignore_conflicts:
+            return await super().insert(session, info, rows, ignore_conflicts=False)
+        driver_logger = logging.getLogger(DRIVER_LOGGER)
+        if _FILTER not in driver_logger.filters:
+            driver_logger.addFilter(_FILTER)
+        held: list[str] = []
+        token = _held.set(held)
+        try:
+            ids = await super().insert(session, info, rows, ignore_conflicts=True)
+        finally:
+            _held.reset(token)
+        if held:
+            _summarise(info.table.name, held, skipped=ids.count(None), total=len(rows))
+        return ids
+
+
+def _summarise(table: str, warnings: list[str], *, skipped: int, total: int) -> None:
+    others = [w for w in warnings if not w.startswith("Duplicate entry")]
+    if others:
+        shown = "; ".join(dict.fromkeys(others[:5]))
+        logger.warning(
+            "INSERT IGNORE into %s: %d of %d rows skipped, and the server warned of more than "
+            "duplicates (%d warnings): %s",
+            table,
+            skipped,
+            total,
+            len(warnings),
+            shown,
+        )
+        return
+    logger.info(
+        "INSERT IGNORE into %s: %d of %d rows skipped as duplicates, each reported in the "
+        "result (%d driver warnings held back, first: %s)",
+        table,
+        skipped,
+        total,
+        len(warnings),
+        warnings[0],
+    )
+
+
+def insert_strategy() -> MysqlInsert:
+    return MysqlInsert(
         MAX_PARAMETERS,
         _insert_ignoring_conflicts,
         keys_follow_row_order=True,

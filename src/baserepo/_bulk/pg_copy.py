@@ -17,7 +17,12 @@ keys are the rows written, the others were skipped.
 
 COPY runs on the session's own connection, after SQLAlchemy has begun its transaction or
 SAVEPOINT, so a failed batch is rolled back like any other statement; driver errors are
-turned into SQLAlchemy's exceptions, as they would be for ``session.execute``.
+turned into SQLAlchemy's exceptions, as they would be for ``session.execute``, and a driver
+error that means the connection is gone invalidates it, as SQLAlchemy would: otherwise the
+dead connection would go back to the pool and fail the next session's first statement.
+
+Keys drawn for an attempt that is rolled back go back to the call's ``KeyPool`` and are
+reused by the next attempt (the culprit search, error isolation, the next batch).
 
 Not used (the array strategy serves these): ``GENERATED ALWAYS`` identity keys (COPY cannot
 override them), tables with row-level security (COPY FROM refuses them), anything that is
@@ -36,6 +41,8 @@ from sqlalchemy import any_, bindparam, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
+from .._errors import is_connection_state
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
+    from ._key_pool import KeyPool
 
 __all__ = ["COPY_MIN_ROWS", "CopyTarget", "copy_group", "copy_target"]
 
@@ -75,13 +83,21 @@ class CopyTarget:
     """The primary key's sequence, as ``pg_get_serial_sequence`` names it."""
     qualified_name: str
 
-    async def take_keys(self, session: AsyncSession, count: int) -> list[int]:
-        """``count`` fresh keys, increasing, as the column default would have drawn them."""
-        if count == 0:
-            return []
-        result = await session.execute(_KEYS_SQL, {"sequence": self.sequence, "count": count})
-        keys: list[int] = result.scalar_one()
-        return keys
+    async def take_keys(
+        self, session: AsyncSession, count: int, pool: KeyPool | None = None
+    ) -> list[int]:
+        """``count`` keys, increasing, as the column default would have drawn them: first the
+        pool's (drawn earlier, never written), then fresh ones."""
+        reused: list[int] = pool.reuse(count) if pool is not None else []
+        if count == len(reused):
+            return reused
+        result = await session.execute(
+            _KEYS_SQL, {"sequence": self.sequence, "count": count - len(reused)}
+        )
+        fresh: list[int] = result.scalar_one()
+        if pool is not None:
+            pool.drawn(fresh)
+        return reused + fresh if reused else fresh
 
     async def copy(
         self, session: AsyncSession, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
@@ -153,12 +169,22 @@ async def _copy_records(
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, and COPY
+        # bypasses it: without one (every key reused from the pool, nothing drawn) COPY
+        # would commit on its own, outside the unit that should roll it back.
+        await connection.exec_driver_sql("SELECT 1")
     try:
         await driver.copy_records_to_table(
             table_name, schema_name=schema, columns=list(columns), records=records
         )
     except Exception as error:
-        raise _as_sqlalchemy_error(raw.dbapi_connection, connection.dialect, error) from None
+        translated = _as_sqlalchemy_error(raw.dbapi_connection, connection.dialect, error)
+        if isinstance(translated, sa_exc.DBAPIError) and translated.connection_invalidated:
+            # What SQLAlchemy does for a disconnect in execute(): the pool must never hand
+            # this connection to another session.
+            await connection.invalidate(translated.orig)
+        raise translated from None
 
 
 def _as_sqlalchemy_error(adapter: Any, dialect: Dialect, error: Exception) -> BaseException:
@@ -170,13 +196,27 @@ def _as_sqlalchemy_error(adapter: Any, dialect: Dialect, error: Exception) -> Ba
         adapter._handle_exception(error)
     except dbapi.Error as dbapi_error:
         wrapped = sa_exc.DBAPIError.instance(
-            "COPY", None, dbapi_error, dbapi.Error, hide_parameters=True, dialect=dialect
+            "COPY",
+            None,
+            dbapi_error,
+            dbapi.Error,
+            hide_parameters=True,
+            dialect=dialect,
+            connection_invalidated=_connection_lost(dialect, adapter, dbapi_error),
         )
         wrapped.__cause__ = dbapi_error
         return wrapped
     except Exception as other:  # not a driver error (a bug of ours): let it through
         return other
     return error  # pragma: no cover - _handle_exception never returns
+
+
+def _connection_lost(dialect: Dialect, adapter: Any, dbapi_error: BaseException) -> bool:
+    """The connection can't serve another statement: closed, terminated by the server, or
+    out of step with it (a prepared statement it relies on is missing, 26000)."""
+    if dialect.is_disconnect(dbapi_error, adapter, None):  # type: ignore[arg-type]
+        return True
+    return is_connection_state(getattr(dbapi_error, "sqlstate", None))
 
 
 def _stage_name(qualified_name: str, columns: Sequence[str]) -> str:
@@ -198,6 +238,7 @@ async def copy_group(
     arrays: dict[str, Any],
     count: int,
     ignore_conflicts: bool,
+    pool: KeyPool | None = None,
 ) -> list[Any | None]:
     """Insert one group of rows (``arrays``: column key -> values) by COPY; their ids, None
     for rows skipped as conflicts."""
@@ -211,7 +252,7 @@ async def copy_group(
             if not any(new_rows):
                 return [None] * count
             # Keys only for the rows that will be written.
-            new_ids = await target.take_keys(session, sum(new_rows))
+            new_ids = await target.take_keys(session, sum(new_rows), pool)
             handed_out = iter(new_ids)
             kept = [next(handed_out) if new else None for new in new_rows]
             new_columns = [list(compress(arrays[key], new_rows)) for key in keys]
@@ -221,14 +262,17 @@ async def copy_group(
                 async with session.begin_nested():
                     await target.copy(session, names, zip(new_ids, *new_columns, strict=True))
             except sa_exc.IntegrityError:
-                pass
+                if pool is not None:
+                    pool.unused(new_ids)
             else:
                 return kept
-        ids = await target.take_keys(session, count)
+        ids = await target.take_keys(session, count, pool)
         records = _records(ids, keys, arrays)
         written = await target.copy_ignoring_conflicts(session, pk_name, names, records)
+        if pool is not None and len(written) < count:
+            pool.unused([key for key in ids if key not in written])
         return [key if key in written else None for key in ids]
-    ids = await target.take_keys(session, count)
+    ids = await target.take_keys(session, count, pool)
     await target.copy(session, names, _records(ids, keys, arrays))
     return list(ids)
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from .._model import ModelInfo
     from ._insert import Row
+    from ._key_pool import KeyPool
 
 __all__ = ["PostgresqlInsert", "insert_strategy"]
 
@@ -87,7 +88,13 @@ class PostgresqlInsert:
         return MAX_ARRAY_ROWS  # one array per column: the row count is not a parameter count
 
     async def insert(
-        self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Seq[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,
     ) -> list[Any | None]:
         defaults = self._python_defaults(info)
         if defaults is None:
@@ -96,7 +103,9 @@ class PostgresqlInsert:
             )
         return await insert_by_key_set(
             rows,
-            lambda group: self._insert_group(session, info, group, defaults, ignore_conflicts),
+            lambda group: self._insert_group(
+                session, info, group, defaults, ignore_conflicts, key_pool
+            ),
         )
 
     async def _insert_group(
@@ -106,6 +115,7 @@ class PostgresqlInsert:
         rows: list[Row],
         defaults: dict[str, Callable[[int], list[Any]]],
         ignore_conflicts: bool,
+        pool: KeyPool | None,
     ) -> list[Any | None]:
         table = info.table
         pk_known = keys_are_known(info, rows)
@@ -128,7 +138,7 @@ class PostgresqlInsert:
             target = await copy_target(session, table, info.pk_column.name)
             if target is not None:
                 return await copy_group(
-                    session, target, info, keys, arrays, len(rows), ignore_conflicts
+                    session, target, info, keys, arrays, len(rows), ignore_conflicts, pool
                 )
 
         matched = match_keys(info, rows[0]) if ignore_conflicts else []

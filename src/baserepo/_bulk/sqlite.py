@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
     from .._model import ModelInfo
     from ._insert import Row
+    from ._key_pool import KeyPool
 
 __all__ = ["MAX_PARAMETERS", "SqliteInsert", "insert_strategy"]
 
@@ -142,7 +143,13 @@ class SqliteInsert:
         return plan
 
     async def insert(
-        self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], *, ignore_conflicts: bool
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Seq[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,  # rowids are reused after a rollback anyway
     ) -> list[Any | None]:
         plan = self._plan(info.table)
         if not plan.usable:
