@@ -651,9 +651,16 @@ async def test_a_terminated_connection_is_not_handed_to_the_next_session(
             assert len(await BaseRepository(User, session).list()) == 12
 
 
-async def within(seconds: float, work: Awaitable[None]) -> None:
-    async with asyncio.timeout(seconds):
-        await work
+async def timed_out_at_the_bump(
+    work: Awaitable[None], expire: Callable[[asyncio.Timeout], Awaitable[None]]
+) -> None:
+    """Run ``work`` under ``asyncio.timeout()`` that ``expire`` makes fire when it chooses."""
+    async with asyncio.timeout(None) as deadline:
+        trigger = asyncio.ensure_future(expire(deadline))
+        try:
+            await work
+        finally:
+            await trigger
 
 
 async def kill_connection(engine: AsyncEngine, session: AsyncSession) -> None:
@@ -694,8 +701,6 @@ async def test_a_timeout_after_commit_is_a_timeout_and_the_bump_lands(
         user = await repo.get(ids[1])
         assert user is not None
         gate.arm()
-        # Opened within the backend call budget (operation_timeout, 0.25 s) so the bump lands.
-        opener = asyncio.get_running_loop().call_later(0.15, gate.open)
 
         async def write() -> None:
             if whose == "callers_commit":
@@ -704,9 +709,14 @@ async def test_a_timeout_after_commit_is_a_timeout_and_the_bump_lands(
             else:
                 await repo.update(ids[1], {"salary": 555})
 
+        async def expire_at_the_bump(deadline: asyncio.Timeout) -> None:
+            await gate.wait_reached()  # the commit is done; its bump is under way
+            deadline.reschedule(asyncio.get_running_loop().time())
+            await asyncio.sleep(0.05)
+            gate.open()  # within the backend call budget (operation_timeout, 0.25 s)
+
         with pytest.raises(TimeoutError):
-            await within(0.05, write())
-        opener.cancel()
+            await timed_out_at_the_bump(write(), expire_at_the_bump)
         assert gate.reached.is_set()
         assert await repo.count() == 12  # the session goes on working
     assert await salary() == 555
