@@ -19,7 +19,7 @@ from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk.changes import BulkChanges
 from ._errors import translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
-from ._lookups import build_filters, filtered_attrs
+from ._lookups import build_filters, filtered_attrs, typed_filters
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
 from ._records import RecordPreparer
@@ -171,8 +171,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         **filter_kwargs: Any,
     ) -> builtins.list[ModelT]:
         """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
-        merged = _merge(filters, filter_kwargs)
-        condition = self._where(merged)  # validates the filters before any cache lookup
+        # Checked and converted before any cache lookup: age="42" and age=42 are one entry.
+        merged = typed_filters(self._info, _merge(filters, filter_kwargs))
+        condition = self._where(merged)
         ordering = order_clauses(self._info, order_by)
 
         async def load() -> builtins.list[ModelT]:
@@ -202,7 +203,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         **filter_kwargs: Any,
     ) -> int:
         """How many rows match the filters."""
-        merged = _merge(filters, filter_kwargs)
+        merged = typed_filters(self._info, _merge(filters, filter_kwargs))
         condition = self._where(merged)
 
         async def load() -> int:
