@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from ._arguments import check_batch_size, check_records, check_whole_table
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk.changes import BulkChanges
@@ -315,7 +316,13 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             ignore_conflicts: skip records that hit a unique constraint instead of failing
                 their batch; each skip is reported (kind ``conflict``, message says "unique").
             progress: called with the number of input records handled so far.
+
+        Raises:
+            TypeError: ``data_list`` is one record (a mapping or a pydantic model) or no
+                iterable at all, or ``batch_size`` is not an int.
         """
+        check_records(data_list)
+        check_batch_size(batch_size, optional=True)
         engine = await self._bulk_engine()
         return await engine.create(
             data_list,
@@ -333,13 +340,21 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
+        all_rows: bool = False,
         progress: ProgressCallback | None = None,
     ) -> BulkOperationResult:
-        """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys."""
+        """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys.
+
+        Empty ``filters`` would reach every row: that raises ValueError unless the call says
+        ``all_rows=True`` (with ``filters={}``). Filter values are checked against their
+        columns first (InvalidFilterError), so a bad value never reaches the database.
+        """
+        check_batch_size(batch_size)
         values = self._preparer.to_columns(self._preparer.for_update(update_data))
         if not values:
             raise ValueError("update_data is empty: nothing to update")
         condition = self._condition(filters, include_deleted)
+        check_whole_table("bulk_update", filters, all_rows)
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
         return await changes.change_where(
             condition,
@@ -357,11 +372,18 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
+        all_rows: bool = False,
         progress: ProgressCallback | None = None,
     ) -> BulkOperationResult:
-        """Delete every row matching ``filters``: soft by default where the model supports it."""
+        """Delete every row matching ``filters``: soft by default where the model supports it.
+
+        Empty ``filters`` would reach every row: that raises ValueError unless the call says
+        ``all_rows=True`` (with ``filters={}``).
+        """
+        check_batch_size(batch_size)
         soft = self._resolve_soft(soft_delete)
         condition = self._condition(filters, include_deleted)
+        check_whole_table("bulk_delete", filters, all_rows)
         values = None
         if soft:
             # Stamping an already-deleted row again would only move its deletion date.
