@@ -24,6 +24,7 @@ from ._lookups import build_filters, filtered_attrs, typed_filters
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
 from ._records import RecordPreparer
+from ._schemas import declared_schemas
 from ._transactions import after_commit, atomic, mark_written
 from .cache._codec import RowCodec
 from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
@@ -66,8 +67,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         cache_config: query cache settings (:class:`baserepo.CacheConfig`).
         event_bus: where events go after commit; defaults to ``baserepo.default_event_bus``.
         soft_delete_column: the column whose presence turns soft delete on.
-        create_schema / update_schema: pydantic models to validate mappings with; taken from
-            the subscription (``BaseRepository[User, UserCreate, UserUpdate]``) when omitted.
+        create_schema / update_schema: pydantic models to validate mappings with. When
+            omitted, taken from class attributes of the same names, else from the type
+            arguments, in the alias form ``BaseRepository[User, UserCreate, UserUpdate](...)``
+            as in the subclass form ``class UserRepository(BaseRepository[User, ...])``.
 
     Example::
 
@@ -75,6 +78,11 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         result = await repo.bulk_create([{"name": "Ada", "email": "ada@example.com"}])
         active = await repo.list(is_active=True, email__iendswith="@example.com", limit=20)
     """
+
+    create_schema: typing.ClassVar[type[Any] | None] = None
+    """Set on a subclass to validate creates with this pydantic model."""
+    update_schema: typing.ClassVar[type[Any] | None] = None
+    """Set on a subclass to validate updates with this pydantic model."""
 
     def __init__(
         self,
@@ -114,13 +122,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     @property
     def _preparer(self) -> RecordPreparer:
         if self._preparer_cache is None:
-            create_schema, update_schema = self._schemas
-            # BaseRepository[User, UserCreate, UserUpdate](...) records its arguments on the
-            # instance only after __init__ returns, hence the lazy lookup.
-            args = typing.get_args(getattr(self, "__orig_class__", None))
-            if len(args) == 3:
-                create_schema = create_schema or _concrete(args[1])
-                update_schema = update_schema or _concrete(args[2])
+            # Lazy: the alias form records its type arguments after __init__ returns.
+            create_schema, update_schema = declared_schemas(self, BaseRepository, self._schemas)
             self._preparer_cache = RecordPreparer(
                 self._info, create_schema=create_schema, update_schema=update_schema
             )
@@ -613,10 +616,6 @@ def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[st
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _concrete(arg: Any) -> type[Any] | None:
-    return arg if isinstance(arg, type) else None
 
 
 # How a read's result is captured for the cache (returning the serialiser to run later) and
