@@ -82,11 +82,13 @@ async def test_all_rows_true_with_filters_is_a_contradiction(
 ) -> None:
     repo = BaseRepository(User, session)
 
+    both = (
+        repo.bulk_update({"name": "Ada"}, {"status": "new"}, all_rows=True)
+        if call == "update"
+        else repo.bulk_delete({"name": "Ada"}, soft_delete=False, all_rows=True)
+    )
     with pytest.raises(ValueError, match="all_rows=True means every row"):
-        if call == "update":
-            await repo.bulk_update({"name": "Ada"}, {"status": "new"}, all_rows=True)
-        else:
-            await repo.bulk_delete({"name": "Ada"}, soft_delete=False, all_rows=True)
+        await both
 
     assert await committed(session_factory, status="old", deleted_at=None) == len(NAMES)
 
@@ -126,7 +128,7 @@ async def test_bulk_create_still_takes_any_iterable_of_records(
 
     repo = BaseRepository(User, session)
     results = [
-        await repo.bulk_create(({"name": n} for n in ("Ada", "Bob"))),  # a generator
+        await repo.bulk_create({"name": n} for n in ("Ada", "Bob")),  # a generator
         await repo.bulk_create(({"name": "Cy"},)),  # a tuple
         await repo.bulk_create(stream()),
     ]
