@@ -17,8 +17,9 @@ Beyond pydantic's lax mode (docs/bulk-operations.md, "Filter values"):
 * datetimes follow the library's one rule: an aware value for a naive column is converted to
   UTC and made naive, a naive value for an aware (``timezone=True``) column is taken as UTC;
 * a column whose Python type is unknown (JSON, ARRAY, PickleType, ``python_type`` raising
-  ``NotImplementedError`` or ``object``) takes any value unchecked: those types decide for
-  themselves. A ``TypeDecorator`` that declares no ``python_type`` is checked as its ``impl``.
+  ``NotImplementedError`` or ``object``, or a class pydantic cannot validate) takes any value
+  unchecked: those types decide for themselves. A ``TypeDecorator`` that declares no
+  ``python_type`` is checked as its ``impl``.
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ def _build(column: Column[Any]) -> ColumnFilter:
     value_type = _value_type(column.type)
     if value_type is None:
         return ColumnFilter(label, takes_text, None)
-    from pydantic import TypeAdapter
+    from pydantic import PydanticSchemaGenerationError, TypeAdapter
 
-    return ColumnFilter(label, takes_text, TypeAdapter(value_type))
+    try:
+        adapter = TypeAdapter(value_type)
+    except PydanticSchemaGenerationError:
+        # A Python type pydantic knows nothing of (PostgreSQL's BitString): the type decides.
+        adapter = None
+    return ColumnFilter(label, takes_text, adapter)
 
 
 def _value_type(sql_type: TypeEngine[Any]) -> Any:
@@ -97,7 +103,7 @@ def _value_type(sql_type: TypeEngine[Any]) -> Any:
     from pydantic import AfterValidator, BeforeValidator, Field
 
     sql_type, python_type = _resolved(sql_type)
-    if python_type is None or isinstance(sql_type, _UNCHECKED):
+    if python_type is None:
         return None
     if isinstance(sql_type, types.Enum):
         return _enum_type(sql_type)
@@ -122,6 +128,8 @@ def _resolved(sql_type: TypeEngine[Any]) -> tuple[TypeEngine[Any], type[Any] | N
     """(the type that decides, its Python type): a TypeDecorator that declares no
     ``python_type`` of its own is looked through to its ``impl``."""
     while True:
+        if isinstance(sql_type, _UNCHECKED):  # PickleType's impl is LargeBinary: stop here
+            return sql_type, None
         python_type = _python_type(sql_type)
         if python_type is not None:
             return sql_type, python_type

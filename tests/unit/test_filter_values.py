@@ -22,6 +22,7 @@ from sqlalchemy import (
     Interval,
     LargeBinary,
     Numeric,
+    PickleType,
     SmallInteger,
     String,
     Text,
@@ -105,6 +106,8 @@ class Kinds(Base):
     utc_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     opaque: Mapped[Any] = mapped_column(Opaque)
     point: Mapped[Any] = mapped_column(Point)
+    pickled: Mapped[Any] = mapped_column(PickleType)  # a TypeDecorator over LargeBinary
+    bits: Mapped[Any] = mapped_column(postgresql.BIT(4))  # BitString: pydantic cannot build it
 
 
 INFO = model_info(Kinds)
@@ -178,6 +181,8 @@ def test_a_value_is_converted_to_its_column_type(key: str, value: Any, expected:
         ("data", 5),
         ("opaque", object),
         ("point", (1, 2)),
+        ("pickled", {"any": "object"}),
+        ("bits", "1010"),
     ],
 )
 def test_columns_of_unknown_python_type_pass_values_unchecked(key: str, value: Any) -> None:
