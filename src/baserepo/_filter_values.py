@@ -8,7 +8,7 @@ never coerces one by its own rules: MariaDB compares ``age >= 'abc'`` as ``age >
 ``bulk_delete`` of every row), PostgreSQL refuses ``salary >= '42'`` with a driver error, SQLite
 compares a text with a number as text. The same value is accepted or refused on all three.
 
-Beyond pydantic's lax mode (docs/bulk-operations.md, "Filter values"):
+Beyond pydantic's lax mode (docs/filters.md has the rules for users):
 
 * ``True``/``False`` only for BOOLEAN columns (pydantic would read ``True`` as ``1``);
 * dates, times, datetimes and intervals take their Python type or an ISO 8601 string, never a

@@ -6,12 +6,16 @@ a number with a text, and MariaDB coerced ``'abc'`` to ``0``, so
 ``bulk_delete({"salary__gte": "abc"}, soft_delete=False)`` deleted every row.
 """
 
-from datetime import UTC, datetime, timedelta, timezone
+import enum
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Date, DateTime, Enum, Float, Integer, Uuid
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, CacheConfig, InvalidFilterError
 from tests.models import Article, User
@@ -178,3 +182,94 @@ async def test_one_query_in_two_spellings_is_one_cache_entry(
     stats = repo.cache_stats()
     assert stats is not None
     assert stats.hits == 1
+
+
+# -- more column kinds, on a table of this module's own -------------------------------------
+
+
+class Tier(enum.StrEnum):
+    GOLD = "gold"
+    SILVER = "silver"
+
+
+class KindsBase(DeclarativeBase):
+    pass
+
+
+class Reading(KindsBase):
+    __tablename__ = "baserepo_typed_readings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ratio: Mapped[float] = mapped_column(Float)
+    tier: Mapped[Tier] = mapped_column(Enum(Tier))
+    key: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+
+KEYS = [uuid.UUID(int=n) for n in (1, 2, 3)]
+READINGS = [
+    (date(2024, 1, 1), datetime(2024, 1, 1, 12, tzinfo=UTC), 0.25, Tier.GOLD, KEYS[0]),
+    (date(2024, 2, 1), datetime(2024, 2, 1, 12, tzinfo=UTC), 0.5, Tier.SILVER, KEYS[1]),
+    (date(2024, 3, 1), datetime(2024, 3, 1, 12, tzinfo=UTC), 0.75, Tier.GOLD, KEYS[2]),
+]
+
+
+@pytest.fixture
+async def readings(engine: AsyncEngine, session_factory: Factory) -> None:
+    # Recreated, never dropped afterwards: the test's session may still hold a lock on it
+    # then; the run's database goes at the end anyway (as the `tables` fixture does).
+    async with engine.begin() as conn:
+        await conn.run_sync(KindsBase.metadata.drop_all)
+        await conn.run_sync(KindsBase.metadata.create_all)
+    async with session_factory() as writer, writer.begin():
+        writer.add_all(
+            Reading(id=i, day=d, at=at, ratio=r, tier=t, key=k)
+            for i, (d, at, r, t, k) in enumerate(READINGS, start=1)
+        )
+
+
+# filters as a client spells them -> ids expected
+KIND_CASES: dict[str, tuple[dict[str, Any], set[int]]] = {
+    "ISO date": ({"day__gte": "2024-02-01"}, {2, 3}),
+    "ISO dates in a list": ({"day__in": ["2024-01-01", "2024-03-01"]}, {1, 3}),
+    "naive ISO datetime, aware column (UTC)": ({"at__lt": "2024-02-01T12:00:01"}, {1, 2}),
+    "aware ISO datetime, aware column": ({"at__lt": "2024-02-01T13:00:00+02:00"}, {1}),
+    "float from text": ({"ratio__gt": "0.3"}, {2, 3}),
+    "enum by value": ({"tier": "gold"}, {1, 3}),
+    "enum by stored name": ({"tier": "SILVER"}, {2}),
+    "uuid from text": ({"key": str(KEYS[1])}, {2}),
+    "uuids from hex": ({"key__in": [KEYS[0].hex, KEYS[2].hex]}, {1, 3}),
+}
+
+
+@pytest.mark.parametrize("case", list(KIND_CASES))
+async def test_every_column_kind_converts_alike(
+    case: str, session: AsyncSession, readings: None
+) -> None:
+    filters, expected = KIND_CASES[case]
+    repo = BaseRepository(Reading, session)
+    assert {r.id for r in await repo.list(filters)} == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("day", "2024-13-01"),
+        ("day", 20240101),
+        ("ratio__lt", "fast"),
+        ("ratio__lt", float("nan")),
+        ("tier", "bronze"),
+        ("key", "not-a-uuid"),
+        ("tier__startswith", "g"),
+        ("key__contains", "1"),
+    ],
+)
+async def test_every_column_kind_refuses_alike(
+    key: str, value: Any, session: AsyncSession, readings: None
+) -> None:
+    repo = BaseRepository(Reading, session)
+    with pytest.raises(InvalidFilterError) as caught:
+        await repo.count({key: value})
+    assert caught.value.key == key
+    assert f"baserepo_typed_readings.{key.split('__')[0]}" in str(caught.value)
