@@ -176,3 +176,12 @@ async def test_a_batch_size_below_one_is_a_value_error(
     for size in (0, -5):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             await _calls(repo)[call](size)
+
+
+async def test_all_rows_must_be_a_bool(
+    session: AsyncSession, session_factory: Factory, people: None
+) -> None:
+    repo = BaseRepository(User, session)
+    with pytest.raises(TypeError, match="all_rows must be True or False"):
+        await repo.bulk_delete({}, soft_delete=False, all_rows="yes")  # type: ignore[arg-type]
+    assert await committed(session_factory) == len(NAMES)
