@@ -1,5 +1,12 @@
 """``field__lookup`` filters (Django's names) turned into SQLAlchemy expressions; no I/O.
 
+Every value is checked against its column's type and converted first (``_filter_values``):
+``salary__gte="42"`` becomes ``salary >= 42`` on every database, ``age__gte="abc"`` is an
+InvalidFilterError before any SQL is built. ``in``/``not_in`` convert each element, ``range``
+both bounds; ``isnull``/``isnotnull`` take ``True``/``False`` only; the text lookups
+(``iexact``, ``contains``, ``startswith``... ``like``) take a ``str`` and apply only to text
+columns (on a number, a date or an enum each database would do something else).
+
 ``LIKE`` wildcards in values are escaped (SQLAlchemy's ``autoescape``, escape character
 ``/``), so ``email__startswith="test_"`` matches only a literal underscore. On MySQL/MariaDB
 the case-sensitive text lookups compare in binary, as Django does, because the default
@@ -16,14 +23,16 @@ from sqlalchemy import Boolean, ColumnElement, and_, func, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from ._filter_values import column_filter
 from .exceptions import InvalidFilterError
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import SQLCompiler
 
+    from ._filter_values import ColumnFilter
     from ._model import ModelInfo
 
-__all__ = ["LOOKUPS", "build_filters", "filtered_attrs", "split_key"]
+__all__ = ["LOOKUPS", "build_filters", "filtered_attrs", "split_key", "typed_filters"]
 
 SEPARATOR = "__"
 
@@ -113,9 +122,9 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
-def _not_none(key: str, value: Any) -> Any:
+def _not_none(key: str, value: Any, why: str = "cannot compare with None") -> Any:
     if value is None:
-        raise InvalidFilterError(key, "cannot compare with None; use __isnull=True")
+        raise InvalidFilterError(key, f"{why}; use __isnull=True")
     return value
 
 
@@ -211,13 +220,61 @@ def filtered_attrs(info: ModelInfo, filters: Mapping[str, Any]) -> set[str]:
     return {split_key(info, key)[0] for key in filters}
 
 
+TEXT_LOOKUPS = frozenset(
+    {"iexact", "startswith", "istartswith", "endswith", "iendswith"}
+    | {"contains", "icontains", "like", "ilike"}
+)
+_FLAG_LOOKUPS = frozenset({"isnull", "isnotnull"})
+_LIST_LOOKUPS = frozenset({"in", "not_in"})
+
+
+def typed_value(key: str, lookup: str, column: ColumnFilter, value: Any) -> Any:
+    """``value`` checked and converted for ``lookup`` on ``column``; raises InvalidFilterError."""
+    if lookup in _FLAG_LOOKUPS:
+        return _flag(key, value)
+    if lookup in TEXT_LOOKUPS:
+        if not column.takes_text:
+            raise InvalidFilterError(
+                key, f"{value!r:.80}: {lookup} applies to text columns, not {column.label}"
+            )
+        return _text(key, value)
+    if lookup in _LIST_LOOKUPS:
+        # SQL's IN never matches NULL, and NOT IN with a NULL matches nothing at all.
+        return [
+            column.value(key, _not_none(key, item, f"__{lookup} cannot hold None"), f"item {i}: ")
+            for i, item in enumerate(_sequence(key, value))
+        ]
+    if lookup == "range":
+        low, high = _range(key, value)
+        return (
+            column.value(key, _not_none(key, low), "low bound: "),
+            column.value(key, _not_none(key, high), "high bound: "),
+        )
+    if value is None:  # exact/ne: IS (NOT) NULL; the ordering lookups refuse it themselves
+        return None
+    return column.value(key, value)
+
+
+def typed_filters(info: ModelInfo, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """``filters`` with every value checked against its column and converted (``"42"`` -> 42).
+
+    Converting twice gives the same values, so the result can be passed on to build_filters
+    and used as a cache key: ``age="42"`` and ``age=42`` are one query.
+    """
+    typed: dict[str, Any] = {}
+    for key, value in filters.items():
+        field, lookup = split_key(info, key)
+        typed[key] = typed_value(key, lookup, column_filter(info.columns[field]), value)
+    return typed
+
+
 def build_filters(info: ModelInfo, filters: Mapping[str, Any]) -> Condition:
     """AND of every ``field__lookup=value`` in ``filters``; raises InvalidFilterError."""
     conditions = []
     for key, value in filters.items():
         field, lookup = split_key(info, key)
-        column = getattr(info.model, field)
-        conditions.append(LOOKUPS[lookup](key, column, value))
+        typed = typed_value(key, lookup, column_filter(info.columns[field]), value)
+        conditions.append(LOOKUPS[lookup](key, getattr(info.model, field), typed))
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]

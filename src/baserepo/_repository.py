@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from ._arguments import check_batch_size, check_records, check_whole_table
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk.changes import BulkChanges
@@ -27,11 +28,12 @@ from ._identity import (
     sync_changed,
     with_onupdate_values,
 )
-from ._lookups import build_filters, filtered_attrs
+from ._lookups import build_filters, filtered_attrs, typed_filters
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
 from ._orm_writes import note_read_opened, read_only_since_our_read, track_writes
 from ._records import RecordPreparer
+from ._schemas import declared_schemas
 from ._transactions import (
     after_commit,
     atomic,
@@ -81,8 +83,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         cache_config: query cache settings (:class:`baserepo.CacheConfig`).
         event_bus: where events go after commit; defaults to ``baserepo.default_event_bus``.
         soft_delete_column: the column whose presence turns soft delete on.
-        create_schema / update_schema: pydantic models to validate mappings with; taken from
-            the subscription (``BaseRepository[User, UserCreate, UserUpdate]``) when omitted.
+        create_schema / update_schema: pydantic models to validate mappings with. When
+            omitted, taken from class attributes of the same names, else from the type
+            arguments, in the alias form ``BaseRepository[User, UserCreate, UserUpdate](...)``
+            as in the subclass form ``class UserRepository(BaseRepository[User, ...])``.
 
     Example::
 
@@ -90,6 +94,11 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         result = await repo.bulk_create([{"name": "Ada", "email": "ada@example.com"}])
         active = await repo.list(is_active=True, email__iendswith="@example.com", limit=20)
     """
+
+    create_schema: typing.ClassVar[type[Any] | None] = None
+    """Set on a subclass to validate creates with this pydantic model."""
+    update_schema: typing.ClassVar[type[Any] | None] = None
+    """Set on a subclass to validate updates with this pydantic model."""
 
     def __init__(
         self,
@@ -131,13 +140,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     @property
     def _preparer(self) -> RecordPreparer:
         if self._preparer_cache is None:
-            create_schema, update_schema = self._schemas
-            # BaseRepository[User, UserCreate, UserUpdate](...) records its arguments on the
-            # instance only after __init__ returns, hence the lazy lookup.
-            args = typing.get_args(getattr(self, "__orig_class__", None))
-            if len(args) == 3:
-                create_schema = create_schema or _concrete(args[1])
-                update_schema = update_schema or _concrete(args[2])
+            # Lazy: the alias form records its type arguments after __init__ returns.
+            create_schema, update_schema = declared_schemas(self, BaseRepository, self._schemas)
             self._preparer_cache = RecordPreparer(
                 self._info, create_schema=create_schema, update_schema=update_schema
             )
@@ -189,8 +193,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         **filter_kwargs: Any,
     ) -> builtins.list[ModelT]:
         """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
-        merged = _merge(filters, filter_kwargs)
-        condition = self._where(merged)  # validates the filters before any cache lookup
+        # Checked and converted before any cache lookup: age="42" and age=42 are one entry.
+        merged = typed_filters(self._info, _merge(filters, filter_kwargs))
+        condition = self._where(merged)
         ordering = order_clauses(self._info, order_by)
 
         async def load() -> builtins.list[ModelT]:
@@ -220,7 +225,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         **filter_kwargs: Any,
     ) -> int:
         """How many rows match the filters."""
-        merged = _merge(filters, filter_kwargs)
+        merged = typed_filters(self._info, _merge(filters, filter_kwargs))
         condition = self._where(merged)
 
         async def load() -> int:
@@ -344,7 +349,11 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
                 the database went away); ``.result`` accounts for every record taken.
             DatabaseUnavailableError: the database was unreachable before anything was done.
             ConfigurationError: e.g. the session's connection is in AUTOCOMMIT mode.
+            TypeError: ``data_list`` is one record (a mapping or a pydantic model) or no
+                iterable at all, or ``batch_size`` is not an int.
         """
+        check_records(data_list)
+        check_batch_size(batch_size, optional=True)
         engine = await self._bulk_engine()
         return await engine.create(
             data_list,
@@ -363,9 +372,16 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
+        all_rows: bool = False,
         progress: ProgressCallback | None = None,
     ) -> BulkOperationResult:
-        """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys."""
+        """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys.
+
+        Empty ``filters`` would reach every row: that raises ValueError unless the call says
+        ``all_rows=True`` (with ``filters={}``). Filter values are checked against their
+        columns first (InvalidFilterError), so a bad value never reaches the database.
+        """
+        check_batch_size(batch_size)
         values = self._preparer.to_columns(self._preparer.for_update(update_data))
         if not values:
             raise ValueError("update_data is empty: nothing to update")
@@ -374,6 +390,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         # can be given them; events carry what the caller asked to change.
         values = with_onupdate_values(self._info, values)
         condition = self._condition(filters, include_deleted)
+        check_whole_table("bulk_update", filters, all_rows)
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
         return await changes.change_where(
             condition,
@@ -393,11 +410,18 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
+        all_rows: bool = False,
         progress: ProgressCallback | None = None,
     ) -> BulkOperationResult:
-        """Delete every row matching ``filters``: soft by default where the model supports it."""
+        """Delete every row matching ``filters``: soft by default where the model supports it.
+
+        Empty ``filters`` would reach every row: that raises ValueError unless the call says
+        ``all_rows=True`` (with ``filters={}``).
+        """
+        check_batch_size(batch_size)
         soft = self._resolve_soft(soft_delete)
         condition = self._condition(filters, include_deleted)
+        check_whole_table("bulk_delete", filters, all_rows)
         values = None
         if soft:
             # Stamping an already-deleted row again would only move its deletion date.
@@ -677,10 +701,6 @@ def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[st
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _concrete(arg: Any) -> type[Any] | None:
-    return arg if isinstance(arg, type) else None
 
 
 # How a read's result is captured for the cache (returning the serialiser to run later) and

@@ -1,13 +1,24 @@
-"""What a bulk operation reports back: counts, ids in input order and every failure."""
+"""What a bulk operation reports back: counts, ids in input order and every failure.
+
+Both classes are plain dataclasses whose annotations resolve at run time (no TYPE_CHECKING-only
+names), so pydantic and FastAPI can use them as response types:
+``TypeAdapter(BulkOperationResult).dump_python(result, mode="json")``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+# Imported at run time on purpose: pydantic resolves these annotations to build a schema.
+from collections.abc import Mapping  # noqa: TC003
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import RecordValidationError
+
+# "<record>" is how RecordValidationError names a problem with the record as a whole.
+_WHOLE_RECORD = "<record>"
 
 __all__ = ["BulkOperationResult", "FailureKind", "RecordFailure"]
 
@@ -46,9 +57,42 @@ class RecordFailure:
     """Primary keys involved, for update/delete batches."""
     record: Mapping[str, Any] | None = None
     """The input record as the repository saw it, so it can be retried."""
+    field: str | None = None
+    """For a validation failure, the field at fault (the first, when several are), dotted
+    like pydantic's ``loc``; None when the record as a whole is refused."""
+    problems: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """For a validation failure, every field at fault and why (``<record>`` for the whole)."""
 
     def __str__(self) -> str:
         return self.message
+
+    @classmethod
+    def invalid(
+        cls, index: int | None, error: ValueError, *, record: Mapping[str, Any] | None = None
+    ) -> RecordFailure:
+        """The failure of a record refused by validation (RecordValidationError or pydantic)."""
+        problems = _problems(error)
+        fields = [name for name in problems if name != _WHOLE_RECORD]
+        return cls(
+            index,
+            FailureKind.VALIDATION,
+            str(error),
+            record=record,
+            field=fields[0] if fields else None,
+            problems=problems,
+        )
+
+
+def _problems(error: ValueError) -> dict[str, str]:
+    if isinstance(error, RecordValidationError):
+        return dict(error.problems)
+    errors = getattr(error, "errors", None)  # pydantic's ValidationError
+    if callable(errors):
+        return {
+            ".".join(str(part) for part in err["loc"]) or _WHOLE_RECORD: str(err["msg"])
+            for err in errors()
+        }
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +110,13 @@ class BulkOperationResult:
     """Records created, or rows updated/deleted."""
     error_count: int = 0
     """Records (or rows) that were not written: skipped conflicts included."""
-    created_ids: list[Any] = field(default_factory=list)
+    created_ids: list[Any] = dataclasses.field(default_factory=list)
     """Primary keys of the created rows, in input order."""
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
     """One readable line per failure, as ``failures`` but as strings."""
-    failures: list[RecordFailure] = field(default_factory=list)
+    failures: list[RecordFailure] = dataclasses.field(default_factory=list)
     """Structured detail of every failure: input index, kind, message."""
-    affected_ids: list[Any] = field(default_factory=list)
+    affected_ids: list[Any] = dataclasses.field(default_factory=list)
     """Primary keys of the rows changed by ``bulk_update``/``bulk_delete``."""
 
     @property

@@ -6,8 +6,8 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      ├── BulkOperationError        a bulk call stopped midway; ``result`` accounts for every
      │                             record it took, ``__cause__`` says why it stopped
      ├── ConfigurationError        the model, engine or call cannot work as set up
-     ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape
-     │                             (also a ``ValueError``)
+     ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape or
+     │                             not fitting its column's type (also a ``ValueError``)
      ├── RecordValidationError     a record names an unknown column, lacks a required one
      │                             or holds a value of the wrong type (also a ``ValueError``)
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
@@ -68,7 +68,8 @@ class ConfigurationError(BaseRepoError):
 
 
 class InvalidFilterError(BaseRepoError, ValueError):
-    """A filter key names an unknown field or lookup, or its value has the wrong shape."""
+    """A filter key names an unknown field or lookup, or its value has the wrong shape or does
+    not fit its column's type (docs/filters.md); ``key`` is the filter key at fault."""
 
     def __init__(self, key: str, message: str, *, valid: Sequence[str] = ()) -> None:
         self.key = key

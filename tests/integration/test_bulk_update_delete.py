@@ -287,9 +287,9 @@ async def test_bad_filters_are_refused(
 async def test_non_positive_batch_size_is_refused(session: AsyncSession, batch_size: int) -> None:
     repo = BaseRepository(User, session)
     with pytest.raises(ValueError, match="batch_size"):
-        await repo.bulk_update({}, {"status": "x"}, batch_size=batch_size)
+        await repo.bulk_update({}, {"status": "x"}, batch_size=batch_size, all_rows=True)
     with pytest.raises(ValueError, match="batch_size"):
-        await repo.bulk_delete({}, batch_size=batch_size)
+        await repo.bulk_delete({}, batch_size=batch_size, all_rows=True)
 
 
 # -- bulk_delete -------------------------------------------------------------------------------
@@ -711,7 +711,7 @@ async def test_rows_sharing_a_ctid_across_inherited_tables_are_changed_once(
         if change == "update":
             result = await repo.bulk_update({"v": 0}, {"v": 0}, batch_size=2)
         else:
-            result = await repo.bulk_delete({}, soft_delete=False, batch_size=2)
+            result = await repo.bulk_delete({}, soft_delete=False, batch_size=2, all_rows=True)
     finally:
         async with engine.begin() as conn:
             await conn.execute(text("DROP TABLE baserepo_child, baserepo_parent"))

@@ -219,7 +219,7 @@ async def test_rolled_back_caller_transaction_emits_nothing_ever(session: AsyncS
     async def rolled_back() -> None:
         async with session.begin():
             await repo.bulk_create([user(i) for i in range(4)], batch_size=2)
-            await repo.bulk_update({}, {"status": "x"})
+            await repo.bulk_update({}, {"status": "x"}, all_rows=True)
             raise Rollback
 
     with pytest.raises(Rollback):
@@ -304,13 +304,13 @@ async def test_one_event_per_committed_batch(session: AsyncSession) -> None:
         assert [row["email"] for row in event.data] == [by_id[i] for i in event.ids]
 
     seen.events.clear()
-    updated = await repo.bulk_update({}, {"role": "r"}, batch_size=2)
+    updated = await repo.bulk_update({}, {"role": "r"}, batch_size=2, all_rows=True)
     assert seen.ids == [tuple(updated.affected_ids[i : i + 2]) for i in range(0, 5, 2)]
     assert all(e.data == ({"role": "r"},) for e in seen.events)
 
     seen.events.clear()
     soft = await repo.bulk_delete({"email__in": [user(0)["email"], user(1)["email"]]})
-    hard = await repo.bulk_delete({}, soft_delete=False, batch_size=4)
+    hard = await repo.bulk_delete({}, soft_delete=False, batch_size=4, all_rows=True)
     assert seen.kinds == [EventType.SOFT_DELETED, EventType.DELETED]
     assert seen.ids == [tuple(soft.affected_ids), tuple(hard.affected_ids)]
     assert len(hard.affected_ids) == 3  # the soft-deleted two are left alone
@@ -333,9 +333,11 @@ async def test_emit_events_false_emits_nothing(session: AsyncSession) -> None:
     repo = BaseRepository(User, session, event_bus=bus)
 
     created = await repo.bulk_create([user(i) for i in range(5)], batch_size=2, emit_events=False)
-    updated = await repo.bulk_update({}, {"status": "x"}, emit_events=False)
+    updated = await repo.bulk_update({}, {"status": "x"}, emit_events=False, all_rows=True)
     soft = await repo.bulk_delete({"email": user(0)["email"]}, emit_events=False)
-    hard = await repo.bulk_delete({}, soft_delete=False, batch_size=2, emit_events=False)
+    hard = await repo.bulk_delete(
+        {}, soft_delete=False, batch_size=2, emit_events=False, all_rows=True
+    )
 
     assert (created.success_count, updated.success_count) == (5, 5)
     assert (soft.success_count, hard.success_count) == (1, 4)

@@ -173,9 +173,7 @@ class BulkEngine:
             try:
                 rows.append(self._preparer.to_columns(self._preparer.for_create(record, index)))
             except ValueError as exc:  # RecordValidationError and pydantic's
-                tally.fail(
-                    RecordFailure(index, FailureKind.VALIDATION, str(exc), record=_safe(record))
-                )
+                tally.fail(RecordFailure.invalid(index, exc, record=_safe(record)))
             else:
                 positions.append(index)
         return positions, rows
