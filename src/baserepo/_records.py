@@ -70,8 +70,13 @@ class RecordPreparer:
         self._keys_are_names = all(key == attr for attr, key in info.column_keys.items())
         self.quick_batch: Callable[[Sequence[Any]], PreparedRows | None] = _no_quick_look
         """A look at a whole batch of creates that accepts the usual batch at once."""
-        if self._create_schema is None and self._keys_are_names:
-            self.quick_batch = QuickBatchCheck(info, kinds)
+        if self._keys_are_names:
+            quick = QuickBatchCheck(info, kinds)
+            self.quick_batch = quick
+            if self._create_schema is not None:
+                from ._schema_batch import SchemaBatch  # imports pydantic
+
+                self.quick_batch = SchemaBatch(self._create_schema, quick)
 
     def for_create(self, record: Any, index: int | None = None) -> dict[str, Any]:
         """Attribute-keyed values for one new row; raises RecordValidationError."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import field_serializer
 
 from baserepo._column_kinds import integer_bounds, kind_of
 from baserepo._model import model_info
@@ -274,6 +275,81 @@ def test_numeric_columns_use_the_columns_own_check() -> None:
     assert preparer.quick_batch([{"title": "t", "published": date(2024, 1, 1)}]) is None
 
 
-def test_with_a_pydantic_schema_every_record_goes_through_for_create() -> None:
+USER_FIELDS = {
+    "name": st.text(max_size=101),
+    "email": st.one_of(st.none(), st.text(max_size=5)),
+    "salary": st.one_of(st.none(), st.integers(-(2**31) - 1, 2**31), st.just("12")),
+    "is_active": st.one_of(st.booleans(), st.just("yes")),
+    "last_login": st.one_of(st.none(), NAIVE, AWARE_ELSEWHERE, st.just("2024-01-01T10:00")),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_with_a_pydantic_schema_the_quick_look_builds_what_for_create_builds(
+    data: st.DataObject,
+) -> None:
+    # The whole batch through one TypeAdapter call, then the quick look: what it accepts
+    # must be what for_create builds record by record (schema, None-dropping, column checks).
+    keys = data.draw(st.sets(st.sampled_from(sorted(USER_FIELDS))))
+    record = st.fixed_dictionaries({"name": USER_FIELDS["name"]}).flatmap(
+        lambda base: st.fixed_dictionaries({k: USER_FIELDS[k] for k in keys}).map(
+            lambda rest: {**base, **rest}
+        )
+    )
+    batch = data.draw(st.lists(record, min_size=1, max_size=4))
+    as_instances = data.draw(st.booleans())
+    if as_instances:
+        try:
+            batch = [UserCreate(**r) for r in batch]
+        except ValueError:
+            return
     preparer = RecordPreparer(model_info(User), create_schema=UserCreate)
-    assert preparer.quick_batch([{"name": "Ada", "email": "ada@example.com"}]) is None
+    quick = preparer.quick_batch(batch)
+    if quick is not None:
+        assert strictly(quick) == strictly([_outcome(preparer, r) for r in batch])
+
+
+def test_with_a_pydantic_schema_a_usual_batch_takes_the_quick_look() -> None:
+    preparer = RecordPreparer(model_info(User), create_schema=UserCreate)
+    batch = [{"name": f"Ada {i}", "email": f"a{i}@example.com", "salary": "12"} for i in range(3)]
+    quick = preparer.quick_batch(batch)
+    assert quick is not None
+    assert list(quick) == [preparer.for_create(r) for r in batch]
+    assert quick[0]["salary"] == 12  # converted by the schema, as for_create does
+    instances = [UserCreate(**r) for r in batch]
+    assert preparer.quick_batch(instances) == list(quick)
+
+
+class ShoutingCreate(UserCreate):
+    """A schema whose dump differs from its fields: its serializer decides the rows."""
+
+    @field_serializer("name")
+    def shout(self, name: str) -> str:
+        return name.upper()
+
+
+def test_a_schema_with_a_serializer_gives_its_dump() -> None:
+    preparer = RecordPreparer(model_info(User), create_schema=ShoutingCreate)
+    batch = [{"name": "ada", "salary": 1}, {"name": "bob", "salary": 2}]
+    quick = preparer.quick_batch(batch)
+    assert quick is not None
+    assert [row["name"] for row in quick] == ["ADA", "BOB"]
+    assert list(quick) == [preparer.for_create(r) for r in batch]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [{"name": "Ada", "salary": 2**31}],  # the schema's int has no column range
+        [{"name": "A" * 101}],  # nor String(100)'s length
+        [{"name": "Ada", "nickname": "x"}],  # a key the schema does not declare
+        [{"name": "Ada", "is_active": "perhaps"}],  # refused by the schema
+        [{"name": "Ada", "email": None}, {"name": "Bob"}],  # a None set in one, unset in other
+    ],
+)
+def test_with_a_pydantic_schema_anything_unusual_is_left_to_for_create(
+    batch: list[dict[str, Any]],
+) -> None:
+    preparer = RecordPreparer(model_info(User), create_schema=UserCreate)
+    assert preparer.quick_batch(batch) is None
