@@ -26,6 +26,7 @@ converted to UTC (SQLite and MariaDB would otherwise keep its wall time and lose
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -229,11 +230,32 @@ def _number_kind(name: str, sql_type: Any, check: Check, exact: frozenset[type])
     return ColumnKind(name, check, exact=exact, encode=encode, decode=decode, pg_bulk=True)
 
 
+def _float_check(value: Any) -> str | None:
+    why = _NUMBER(value)
+    if why is None:
+        try:
+            float(value)
+        except (ValueError, OverflowError):
+            # A signalling NaN, an int past 1e308: every driver's float encoder raises
+            # (mid-batch, past the culprit search), so refuse it here, per record.
+            return f"{value!r:.60} is not a floating-point number"
+    return why
+
+
+def _floatable(values: Sequence[Any]) -> bool:
+    try:
+        list(map(float, values))
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
 def _float(sql_type: types.Float[Any]) -> ColumnKind:
     # Its own row: on SQLAlchemy 2.1 Float is no longer a Numeric (both derive from
     # NumericCommon), and without it any value ("abc") passed. Its precision counts bits:
     # no decimal bound to check.
-    return _number_kind("float", sql_type, _NUMBER, _NUMBER_TYPES)
+    kind = _number_kind("float", sql_type, _float_check, _NUMBER_TYPES)
+    return dataclasses.replace(kind, fits=_floatable)
 
 
 def _numeric(sql_type: types.Numeric[Any]) -> ColumnKind:

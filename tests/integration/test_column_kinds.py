@@ -181,3 +181,21 @@ async def test_values_a_kind_refuses_are_reported_and_never_written(
     async with session_factory() as fresh:
         words = set((await fresh.execute(select(Sample.word))).scalars())
     assert words == {"fine", "fine too"}
+
+
+@pytest.mark.usefixtures("kinds_tables")
+@pytest.mark.parametrize("ratio", [Decimal("sNaN"), 10**400])
+async def test_a_number_no_float_can_hold_fails_its_record_not_the_call(
+    ratio: Any, session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    # Both are numbers, but float() raises for them: before, the ValueError/OverflowError
+    # of SQLite's bind processor or asyncpg's COPY encoder escaped the bulk call mid-way.
+    records = [{"word": "before"}, {"word": "bad", "ratio": ratio}, {"word": "after"}]
+
+    result = await BaseRepository(Sample, session).bulk_create(records, batch_size=1)
+
+    assert (result.success_count, result.error_count) == (2, 1), result.errors
+    assert result.failures[0].index == 1
+    async with session_factory() as fresh:
+        words = set((await fresh.execute(select(Sample.word))).scalars())
+    assert words == {"before", "after"}

@@ -115,8 +115,11 @@ def _kind_values(column: Any) -> tuple[Any, Any, Any]:
         fitting = st.one_of(st.integers(-5, 5), st.sampled_from([low, high]))
         return fitting, st.sampled_from([low - 1, high + 1, True]), nothing
     if name == "float":
-        numbers = st.one_of(st.floats(), st.integers(), st.decimals(places=2))
-        return numbers, NOT_A_NUMBER, nothing
+        numbers = st.one_of(
+            st.floats(), st.integers(-(10**300), 10**300), st.decimals(places=2, allow_nan=False)
+        )
+        no_float_holds = st.sampled_from([Decimal("sNaN"), 10**400, -(10**400)])
+        return numbers, st.one_of(NOT_A_NUMBER, no_float_holds), nothing
     if name == "numeric":
         if sql_type.precision is None:
             return st.decimals(places=2), NOT_A_NUMBER, nothing
