@@ -34,7 +34,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import methodcaller
+from operator import attrgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import types
@@ -50,6 +50,7 @@ Check = Callable[[Any], str | None]
 
 _ZERO = dt.timedelta(0)
 _UTC_OFFSET = methodcaller("utcoffset")
+_TZINFO = attrgetter("tzinfo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,8 @@ def _aware_utc(value: dt.datetime) -> dt.datetime:
 
 
 def _all_naive(values: Sequence[Any]) -> bool:
-    return set(map(_UTC_OFFSET, values)) <= {None}
+    # tzinfo, not utcoffset(): an attribute read is a third of a method call per value.
+    return set(map(_TZINFO, values)) <= {None}
 
 
 def _all_utc(values: Sequence[Any]) -> bool:
