@@ -112,3 +112,13 @@ class MomentDoc(KindsBase):
     at: Mapped[datetime | None] = mapped_column(Stamp)
     at_tz: Mapped[datetime | None] = mapped_column(StampTz)
     doc: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Emulated(KindsBase):
+    """Types SQLAlchemy emulates even on PostgreSQL: a CHAR(32) uuid, a timestamp interval."""
+
+    __tablename__ = "kind_emulated"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token: Mapped[UUID | None] = mapped_column(Uuid(native_uuid=False))
+    span: Mapped[timedelta | None] = mapped_column(Interval(native=False))

@@ -106,14 +106,15 @@ _OPAQUE = ColumnKind("opaque", cacheable=False)
 """A type baserepo does not know (UserDefinedType, INET, HSTORE...): the database decides."""
 
 
-def _interval(_: Any) -> ColumnKind:
+def _interval(sql_type: Any) -> ColumnKind:
     return ColumnKind(
         "interval",
         _expect(dt.timedelta),
         exact=frozenset({dt.timedelta}),
         encode=lambda v: [v.days, v.seconds, v.microseconds],
         decode=lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
-        pg_bulk=True,
+        # Interval(native=False) is a timestamp column even on PostgreSQL.
+        pg_bulk=getattr(sql_type, "native", True),
     )
 
 
@@ -357,9 +358,13 @@ def _uuid_check(value: Any) -> str | None:
 
 def _uuid(sql_type: types.Uuid[Any]) -> ColumnKind:
     exact = frozenset({uuid.UUID})
+    # Uuid(native_uuid=False) is a CHAR(32) column, whose text SQLAlchemy's processor makes.
+    native = sql_type.native_uuid
     if not sql_type.as_uuid:  # values stay text in the cache, as loaded
-        return ColumnKind("uuid", _uuid_check, exact=exact, pg_bulk=True)
-    return ColumnKind("uuid", _uuid_check, exact=exact, encode=str, decode=uuid.UUID, pg_bulk=True)
+        return ColumnKind("uuid", _uuid_check, exact=exact, pg_bulk=native)
+    return ColumnKind(
+        "uuid", _uuid_check, exact=exact, encode=str, decode=uuid.UUID, pg_bulk=native
+    )
 
 
 def _binary(_: Any) -> ColumnKind:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from baserepo import BaseRepository, FailureKind
 from tests.conftest import StatementLog
-from tests.kinds_models import KindsBase, Moment, MomentDoc, Sample
+from tests.kinds_models import Emulated, KindsBase, Moment, MomentDoc, Sample
 
 PLUS_TWO = timezone(timedelta(hours=2))
 NOON_PLUS_TWO = datetime(2024, 1, 1, 12, tzinfo=PLUS_TWO)  # 10:00 UTC
@@ -35,7 +35,7 @@ MOMENTS: list[tuple[dict[str, Any], tuple[datetime | None, datetime | None]]] = 
 ]
 
 
-KIND_TABLES = [Sample.__table__, Moment.__table__, MomentDoc.__table__]  # not Everything's
+KIND_TABLES = [t.__table__ for t in (Sample, Moment, MomentDoc, Emulated)]  # not Everything
 
 
 @pytest.fixture
@@ -199,3 +199,19 @@ async def test_a_number_no_float_can_hold_fails_its_record_not_the_call(
     async with session_factory() as fresh:
         words = set((await fresh.execute(select(Sample.word))).scalars())
     assert words == {"before", "after"}
+
+
+@pytest.mark.usefixtures("kinds_tables")
+async def test_types_sqlalchemy_emulates_are_bound_by_sqlalchemy(
+    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    # Before, on PostgreSQL: COPY sent the UUID to a CHAR(32) column and the timedelta to a
+    # timestamp column, and the batch failed.
+    records = [{"token": SAMPLE["token"], "span": timedelta(days=2, seconds=5)}] * 2
+
+    result = await BaseRepository(Emulated, session).bulk_create(records)
+
+    assert result.success_count == 2, result.errors
+    async with session_factory() as fresh:
+        rows = (await fresh.execute(select(Emulated.token, Emulated.span))).all()
+    assert [tuple(row) for row in rows] == [(SAMPLE["token"], timedelta(days=2, seconds=5))] * 2

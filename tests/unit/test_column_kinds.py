@@ -78,6 +78,13 @@ def test_postgresqls_own_interval_is_an_interval() -> None:
     assert kind_of(postgresql.INTERVAL()).name == "interval"
 
 
+def test_emulated_intervals_and_uuids_are_left_to_sqlalchemys_processors() -> None:
+    # Stored as a timestamp and as CHAR(32) even on PostgreSQL: asyncpg can't encode them.
+    assert kind_of(types.Interval()).pg_bulk
+    assert not kind_of(types.Interval(native=False)).pg_bulk
+    assert not kind_of(types.Uuid(native_uuid=False)).pg_bulk
+
+
 def test_copy_and_arrays_carry_every_kind_asyncpg_encodes_itself() -> None:
     info = model_info(Everything)
     carried = {attr for attr, c in info.columns.items() if kind_of(c.type).pg_bulk}
