@@ -21,7 +21,6 @@ import enum
 import types
 import typing
 import uuid
-import weakref
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SchemaBatch"]
 
-_ADAPTERS: weakref.WeakKeyDictionary[type[Any], TypeAdapter[list[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-"""One ``TypeAdapter(list[Schema])`` per schema: building one costs about a millisecond,
-and repositories are made per request."""
-
 _FIELDS_SET = attrgetter("__pydantic_fields_set__")
 _DICT = attrgetter("__dict__")
 _AS_DUMPED: tuple[type, ...] = (
@@ -48,13 +41,6 @@ _AS_DUMPED: tuple[type, ...] = (
     *(decimal.Decimal, uuid.UUID, enum.Enum, type(None)),
 )
 """Field types whose values ``model_dump()`` (python mode) returns as they are."""
-
-
-def _adapter(schema: type[Any]) -> TypeAdapter[list[Any]]:
-    adapter = _ADAPTERS.get(schema)
-    if adapter is None:
-        adapter = _ADAPTERS[schema] = TypeAdapter(list[schema])  # type: ignore[valid-type]
-    return adapter
 
 
 class SchemaBatch:
@@ -66,15 +52,15 @@ class SchemaBatch:
         self._quick = quick
         fields = schema.model_fields
         self._declared = frozenset(fields)
-        # for_create leaves out a None that the caller did not set (a schema default must not
-        # override the column's default); only fields that may be unset can hold one.
-        self._optional = [name for name, field in fields.items() if not field.is_required()]
         self._dump_is_copy = _dump_is_copy(schema)
+        self._adapter: TypeAdapter[list[Any]] | None = None
 
     def __call__(self, batch: Sequence[Any]) -> PreparedRows | None:
         if not batch:
             return None
-        adapter = _adapter(self._schema)
+        adapter = self._adapter
+        if adapter is None:  # ~50 us: only for repositories that bulk_create
+            adapter = self._adapter = TypeAdapter(list[self._schema])  # type: ignore[name-defined]
         models: list[Any]
         types_ = set(map(type, batch))
         if types_ == {dict}:
@@ -100,22 +86,26 @@ class SchemaBatch:
         return self._quick(rows)
 
     def _drop_unset_nones(self, models: Sequence[Any], rows: list[dict[str, Any]]) -> bool:
-        """Leave out each optional field that is None and unset in every record, as
-        ``to_mapping`` does record by record; False if only some records leave it out."""
+        """Leave out each key that is None and unset in every record, as ``to_mapping`` does
+        record by record (a schema's None default must not override the column's default);
+        False if only some records leave it out."""
         fields_sets: list[set[str]] | None = None
-        for name in self._optional:
-            values = list(map(itemgetter(name), rows))
+        for key in list(rows[0]):
+            try:
+                values = list(map(itemgetter(key), rows))
+            except KeyError:
+                return False  # rows of several shapes: for_create's to build
             if None not in values:
                 continue
             if fields_sets is None:
                 fields_sets = list(map(_FIELDS_SET, models))
-            unset = [v is None and name not in s for v, s in zip(values, fields_sets, strict=True)]
+            unset = [v is None and key not in s for v, s in zip(values, fields_sets, strict=True)]
             if not any(unset):
                 continue
             if not all(unset):
                 return False
             for row in rows:
-                del row[name]
+                del row[key]
         return True
 
 
@@ -125,9 +115,14 @@ def _dump_is_copy(schema: type[Any]) -> bool:
     decorators = schema.__pydantic_decorators__
     if decorators.field_serializers or decorators.model_serializers:
         return False
-    if schema.model_computed_fields or schema.model_config.get("extra") == "allow":
+    config = schema.model_config
+    if schema.model_computed_fields or config.get("extra") == "allow":
+        return False
+    if config.get("serialize_by_alias"):  # dumped under other keys
         return False
     for field in schema.model_fields.values():
+        if field.exclude or getattr(field, "exclude_if", None) is not None:
+            return False  # left out of the dump
         if any(isinstance(m, PlainSerializer | WrapSerializer) for m in field.metadata):
             return False
         annotation = field.annotation

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import field_serializer
+from pydantic import ConfigDict, Field, field_serializer
 
 from baserepo._column_kinds import integer_bounds, kind_of
 from baserepo._model import model_info
@@ -330,6 +330,37 @@ class ShoutingCreate(UserCreate):
     @field_serializer("name")
     def shout(self, name: str) -> str:
         return name.upper()
+
+
+class HiddenSalaryCreate(UserCreate):
+    """A field the dump leaves out."""
+
+    salary: int | None = Field(default=None, exclude=True)
+
+
+class AliasedCreate(UserCreate):
+    """Dumped by alias: under keys the model does not have."""
+
+    model_config = ConfigDict(serialize_by_alias=True, populate_by_name=True)
+
+    department: str | None = Field(default=None, alias="dept")
+
+
+def test_a_field_the_dump_leaves_out_is_left_out() -> None:
+    preparer = RecordPreparer(model_info(User), create_schema=HiddenSalaryCreate)
+    batch = [{"name": "ada", "salary": 1, "department": "x"}] * 2
+    quick = preparer.quick_batch(batch)
+    assert quick is not None
+    assert strictly(quick) == strictly([preparer.for_create(r) for r in batch])
+    assert "salary" not in quick[0]
+
+
+def test_a_schema_dumped_by_alias_is_left_to_for_create() -> None:
+    # for_create refuses "dept" (no such column): so must the batch.
+    preparer = RecordPreparer(model_info(User), create_schema=AliasedCreate)
+    batch = [{"name": "ada", "department": "x"}] * 2
+    assert _outcome(preparer, batch[0]) is None
+    assert preparer.quick_batch(batch) is None
 
 
 def test_a_schema_with_a_serializer_gives_its_dump() -> None:
