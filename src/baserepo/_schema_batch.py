@@ -53,6 +53,7 @@ class SchemaBatch:
         fields = schema.model_fields
         self._declared = frozenset(fields)
         self._dump_is_copy = _dump_is_copy(schema)
+        self._required = frozenset(name for name, field in fields.items() if field.is_required())
         self._adapter: TypeAdapter[list[Any]] | None = None
 
     def __call__(self, batch: Sequence[Any]) -> PreparedRows | None:
@@ -70,15 +71,19 @@ class SchemaBatch:
                 models = adapter.validate_python(batch)
             except ValidationError:
                 return None
+            ours = True
         elif types_ == {self._schema}:
             models = list(batch)  # built (and validated) by the caller
+            ours = False
         else:
             return None
         rows: list[dict[str, Any]]
         if self._dump_is_copy:
-            # What model_dump() would give, at a twentieth of the cost (its serializer ran
-            # a quarter of this path), and copies: the rows must not be the instances'.
-            rows = list(map(dict, map(_DICT, models)))
+            # What model_dump() would give, at a twentieth of the cost (its serializer ran a
+            # quarter of this path). The instances we just made die with the batch, so their
+            # dicts serve as rows; the caller's are copied, as rows may lose keys below.
+            dicts = map(_DICT, models)
+            rows = list(dicts) if ours else list(map(dict, dicts))
         else:
             rows = adapter.dump_python(models)
         if not self._drop_unset_nones(models, rows):
@@ -91,6 +96,8 @@ class SchemaBatch:
         False if only some records leave it out."""
         fields_sets: list[set[str]] | None = None
         for key in list(rows[0]):
+            if key in self._required:
+                continue  # always set
             try:
                 values = list(map(itemgetter(key), rows))
             except KeyError:
