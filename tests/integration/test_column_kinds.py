@@ -184,7 +184,7 @@ async def test_values_a_kind_refuses_are_reported_and_never_written(
 
 
 @pytest.mark.usefixtures("kinds_tables")
-@pytest.mark.parametrize("ratio", [Decimal("sNaN"), 10**400])
+@pytest.mark.parametrize("ratio", [Decimal("sNaN"), 10**400], ids=["snan", "int_past_1e308"])
 async def test_a_number_no_float_can_hold_fails_its_record_not_the_call(
     ratio: Any, session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
