@@ -30,10 +30,10 @@ class UnsupportedColumn(Exception):
     """A column type whose values could not be restored exactly; the model is not cached."""
 
 
-def _converters(kind: ColumnKind) -> tuple[Any, Any]:
+def _converters(kind: ColumnKind, sql_type: Any) -> tuple[Any, Any]:
     """(encode, decode) for one column kind; ``None`` means orjson keeps the value as is."""
     if not kind.cacheable:
-        raise UnsupportedColumn(kind.name)
+        raise UnsupportedColumn(f"{type(sql_type).__name__} ({kind.name})")
     return kind.encode, kind.decode
 
 
@@ -44,8 +44,9 @@ class RowCodec:
         self._model = info.model
         self._mapper = inspect(info.model)
         self._attrs = list(info.columns)
-        kinds = [kind_of(column.type) for column in info.columns.values()]
-        pairs = [_converters(kind) for kind in kinds]
+        types = [column.type for column in info.columns.values()]
+        kinds = [kind_of(sql_type) for sql_type in types]
+        pairs = [_converters(kind, sql_type) for kind, sql_type in zip(kinds, types, strict=True)]
         self._encoders = [encode for encode, _ in pairs]
         self._decoders = [decode for _, decode in pairs]
         self._plain_encode = all(e is None for e in self._encoders)
