@@ -49,7 +49,8 @@ def to_mapping(
 
 
 class RecordPreparer:
-    """Validates records against the model's columns (and a pydantic schema, if any)."""
+    """Validates records against the model's columns (and a pydantic schema, if any); what
+    each column accepts, and how a value is stored, is its kind's (``_column_kinds``)."""
 
     def __init__(
         self,
