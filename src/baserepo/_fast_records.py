@@ -15,22 +15,14 @@ insert strategy does not build them a second time.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import types
-
-from ._records import integer_bounds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from sqlalchemy import Column
-
+    from ._column_kinds import ColumnKind
     from ._model import ModelInfo
-    from ._records import Check
 
 __all__ = ["PreparedRows", "QuickBatchCheck"]
 
@@ -47,13 +39,13 @@ class PreparedRows(list[dict[str, Any]]):
 class QuickBatchCheck:
     """``check(batch)``: the batch's rows if every record is surely fine, else None."""
 
-    def __init__(self, info: ModelInfo, checks: dict[str, Check]) -> None:
+    def __init__(self, info: ModelInfo, kinds: dict[str, ColumnKind]) -> None:
         self._known = frozenset(info.columns)
         self._required = frozenset(info.required)
         self._pk = info.pk_attr
         self._pk_has_python_default = info.pk_column.default is not None
         self._column_checks = {
-            attr: _column_check(column, checks[attr], nullable=attr == info.pk_attr)
+            attr: _column_check(kinds[attr], nullable=attr == info.pk_attr or bool(column.nullable))
             for attr, column in info.columns.items()
         }
 
@@ -99,65 +91,32 @@ class QuickBatchCheck:
         return rows
 
 
-def _column_check(
-    column: Column[Any], check: Check, *, nullable: bool
-) -> Callable[[Sequence[Any]], bool]:
-    """A test of a whole column of values, true only if ``check`` accepts each of them."""
-    nullable = nullable or bool(column.nullable)
-    sql_type = column.type
-    exact = _exact_type(sql_type)
-    if exact is None:
+def _column_check(kind: ColumnKind, *, nullable: bool) -> Callable[[Sequence[Any]], bool]:
+    """A test of a whole column of values, true only if the kind's ``check`` accepts each of
+    them and its ``convert`` leaves each as it is."""
+    check, convert, fits = kind.check, kind.convert, kind.fits
+    if not kind.exact:
 
         def one_by_one(values: Sequence[Any]) -> bool:
             if not nullable and None in values:
                 return False
-            return all(check(value) is None for value in values if value is not None)
+            if check is None:
+                return True
+            present = [value for value in values if value is not None]
+            if not all(check(value) is None for value in present):
+                return False
+            # Conversions make new values: such a column is for_create's to build.
+            return convert is None or all(convert(value) is value for value in present)
 
         return one_by_one
-    accepted = {exact, _NoneType} if nullable else {exact}
-    if isinstance(sql_type, types.String) and sql_type.length is not None:
-        length = sql_type.length
+    accepted = kind.exact | {_NoneType} if nullable else kind.exact
+    if fits is None:
+        return lambda values: accepted.issuperset(map(type, values))
 
-        def strings(values: Sequence[Any]) -> bool:
-            return accepted.issuperset(map(type, values)) and (
-                max(map(len, filter(None, values)), default=0) <= length
-            )
+    def exact_and_fitting(values: Sequence[Any]) -> bool:
+        found = set(map(type, values))
+        if not accepted.issuperset(found):
+            return False
+        return fits([v for v in values if v is not None] if _NoneType in found else values)
 
-        return strings
-    if isinstance(sql_type, types.Integer):
-        low, high = integer_bounds(sql_type)
-
-        def integers(values: Sequence[Any]) -> bool:
-            found = set(map(type, values))
-            if not accepted.issuperset(found):
-                return False
-            numbers = [v for v in values if v is not None] if _NoneType in found else values
-            return not numbers or (low <= min(numbers) and max(numbers) <= high)
-
-        return integers
-    return lambda values: accepted.issuperset(map(type, values))
-
-
-def _exact_type(sql_type: types.TypeEngine[Any]) -> type | None:
-    """The one Python type whose values ``for_create`` surely accepts for this column."""
-    if isinstance(
-        sql_type,
-        types.TypeDecorator | types.JSON | types.ARRAY | types.PickleType | types.Enum,
-    ):
-        return None
-    for sql_class, python_type in _EXACT:
-        if isinstance(sql_type, sql_class):
-            return python_type
-    return None
-
-
-_EXACT: tuple[tuple[type[types.TypeEngine[Any]], type], ...] = (
-    (types.Boolean, bool),
-    (types.String, str),
-    (types.Integer, int),
-    (types.DateTime, dt.datetime),
-    (types.Date, dt.date),
-    (types.Time, dt.time),
-    (types.Interval, dt.timedelta),
-    (types.Uuid, uuid.UUID),
-)
+    return exact_and_fitting

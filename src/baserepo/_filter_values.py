@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from sqlalchemy import types
 
-from ._records import integer_bounds
+from ._column_kinds import integer_bounds
 from .exceptions import InvalidFilterError
 
 if TYPE_CHECKING:

@@ -4,16 +4,13 @@ validated column dicts, so that bad records are refused one by one before any SQ
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import decimal
-import enum
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, types
 from sqlalchemy.orm.attributes import instance_state
 
+from ._column_kinds import kind_of
+from ._fast_records import QuickBatchCheck
 from .exceptions import RecordValidationError
 
 if TYPE_CHECKING:
@@ -22,10 +19,7 @@ if TYPE_CHECKING:
     from ._fast_records import PreparedRows
     from ._model import ModelInfo
 
-__all__ = ["RecordPreparer", "integer_bounds", "to_mapping"]
-
-Check = Callable[[Any], str | None]
-"""Returns why a non-None value does not fit the column, or None when it fits."""
+__all__ = ["RecordPreparer", "to_mapping"]
 
 
 def to_mapping(
@@ -55,7 +49,8 @@ def to_mapping(
 
 
 class RecordPreparer:
-    """Validates records against the model's columns (and a pydantic schema, if any)."""
+    """Validates records against the model's columns (and a pydantic schema, if any); what
+    each column accepts, and how a value is stored, is its kind's (``_column_kinds``)."""
 
     def __init__(
         self,
@@ -67,17 +62,22 @@ class RecordPreparer:
         self._info = info
         self._create_schema = _pydantic_or_none(create_schema)
         self._update_schema = _pydantic_or_none(update_schema)
-        self._checks = {attr: _check_for(column) for attr, column in info.columns.items()}
+        kinds = {attr: kind_of(column.type) for attr, column in info.columns.items()}
+        self._checks = {attr: kind.check for attr, kind in kinds.items()}
+        self._converts = {attr: kind.convert for attr, kind in kinds.items() if kind.convert}
         self._nullable = {attr: bool(column.nullable) for attr, column in info.columns.items()}
         # Almost every model names its attributes after its columns; then there is nothing
         # to translate per record.
         self._keys_are_names = all(key == attr for attr, key in info.column_keys.items())
         self.quick_batch: Callable[[Sequence[Any]], PreparedRows | None] = _no_quick_look
         """A look at a whole batch of creates that accepts the usual batch at once."""
-        if self._create_schema is None and self._keys_are_names:
-            from ._fast_records import QuickBatchCheck
+        if self._keys_are_names:
+            quick = QuickBatchCheck(info, kinds)
+            self.quick_batch = quick
+            if self._create_schema is not None:
+                from ._schema_batch import SchemaBatch  # imports pydantic
 
-            self.quick_batch = QuickBatchCheck(info, self._checks)
+                self.quick_batch = SchemaBatch(self._create_schema, quick)
 
     def for_create(self, record: Any, index: int | None = None) -> dict[str, Any]:
         """Attribute-keyed values for one new row; raises RecordValidationError."""
@@ -123,19 +123,26 @@ class RecordPreparer:
         extra = {k: v for k, v in record.items() if k not in schema.model_fields}
         return {**extra, **data}
 
-    def _problems(self, data: Mapping[str, Any]) -> dict[str, str]:
+    def _problems(self, data: dict[str, Any]) -> dict[str, str]:
+        """What is wrong with ``data``; values that fit are converted in place as they are
+        stored (datetimes to UTC, ``_column_kinds``)."""
         problems: dict[str, str] = {}
+        converted: dict[str, Any] = {}
+        checks = self._checks
         for attr, value in data.items():
-            check = self._checks.get(attr)
-            if check is None:
+            if attr not in checks:
                 problems[attr] = f"{self._info.model.__name__} has no such column"
             elif value is None:
                 if not self._nullable[attr] and attr != self._info.pk_attr:
                     problems[attr] = "may not be None (NOT NULL column)"
             else:
-                why = check(value)
+                check = checks[attr]
+                why = None if check is None else check(value)
                 if why is not None:
                     problems[attr] = why
+                elif attr in self._converts:
+                    converted[attr] = self._converts[attr](value)
+        data.update(converted)
         return problems
 
     def to_columns(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -154,139 +161,3 @@ def _pydantic_or_none(schema: type[Any] | None) -> type[Any] | None:
     if schema is not None and hasattr(schema, "model_validate") and hasattr(schema, "model_fields"):
         return schema
     return None
-
-
-def _expect(*accepted: type, refuse: tuple[type, ...] = ()) -> Check:
-    names = " or ".join(t.__name__ for t in accepted)
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, accepted) and not isinstance(value, refuse):
-            return None
-        return f"expected {names}, got {type(value).__name__} {value!r:.60}"
-
-    return check
-
-
-def _check_for(column: Column[Any]) -> Check:
-    sql_type = column.type
-    if isinstance(sql_type, types.TypeDecorator | types.JSON | types.ARRAY | types.PickleType):
-        return lambda _value: None  # these accept their own Python shapes; let them decide
-    if isinstance(sql_type, types.Boolean):
-        return _expect(bool)
-    if isinstance(sql_type, types.Enum):
-        return _enum_check(sql_type)
-    if isinstance(sql_type, types.String):
-        return _string_check(sql_type.length)
-    if isinstance(sql_type, types.Integer):
-        return _integer_check(sql_type)
-    if isinstance(sql_type, types.Numeric):
-        return _numeric_check(sql_type)
-    if isinstance(sql_type, types.DateTime):
-        return _expect(dt.datetime)
-    if isinstance(sql_type, types.Date):
-        return _expect(dt.date, refuse=(dt.datetime,))
-    if isinstance(sql_type, types.Time):
-        return _expect(dt.time)
-    if isinstance(sql_type, types.Interval):
-        return _expect(dt.timedelta)
-    if isinstance(sql_type, types.Uuid):
-        return _uuid_check
-    if isinstance(sql_type, types._Binary):
-        return _expect(bytes, bytearray, memoryview)
-    return lambda _value: None
-
-
-# Out-of-range numbers are refused here, not left to the database: MariaDB's INSERT IGNORE
-# (ignore_conflicts) downgrades the error to a warning and silently stores the nearest value.
-def integer_bounds(sql_type: types.Integer) -> tuple[int, int]:
-    """The smallest and largest value the column holds."""
-    bits = (
-        16
-        if isinstance(sql_type, types.SmallInteger)
-        else 64
-        if isinstance(sql_type, types.BigInteger)
-        else 32
-    )
-    if getattr(sql_type, "unsigned", False):  # MySQL's INTEGER(unsigned=True)
-        return 0, 2**bits - 1
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-def _integer_check(sql_type: types.Integer) -> Check:
-    low, high = integer_bounds(sql_type)
-    is_int = _expect(int, refuse=(bool,))
-
-    def check(value: Any) -> str | None:
-        why = is_int(value)
-        if why is None and not low <= value <= high:
-            why = f"{value} is out of range for the column ({low} to {high})"
-        return why
-
-    return check
-
-
-def _numeric_check(sql_type: types.Numeric[Any]) -> Check:
-    is_number = _expect(int, float, decimal.Decimal, refuse=(bool,))
-    precision, scale = sql_type.precision, sql_type.scale
-    if isinstance(sql_type, types.Float) or precision is None:
-        return is_number  # Float's precision counts bits; no fixed bound to check
-    limit = decimal.Decimal(10) ** (precision - (scale or 0))
-
-    def check(value: Any) -> str | None:
-        why = is_number(value)
-        if why is None:
-            number = decimal.Decimal(str(value)) if isinstance(value, float) else value
-            # Rounded to the column's scale first, as the database stores it.
-            if decimal.Decimal(number).is_finite() and abs(_rounded(number, scale or 0)) >= limit:
-                why = f"{value} does not fit NUMERIC({precision}, {scale or 0})"
-        return why
-
-    return check
-
-
-def _string_check(length: int | None) -> Check:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, str):
-            return f"expected str, got {type(value).__name__} {value!r:.60}"
-        if length is not None and len(value) > length:
-            return f"is {len(value)} characters long, the column holds at most {length}"
-        return None
-
-    return check
-
-
-def _enum_check(sql_type: types.Enum) -> Check:
-    allowed = set(sql_type.enums)
-    enum_class = sql_type.enum_class
-
-    def check(value: Any) -> str | None:
-        if enum_class is not None and isinstance(value, enum_class):
-            return None
-        if isinstance(value, enum.Enum):
-            value = value.name
-        if isinstance(value, str) and value in allowed:
-            return None
-        return f"expected one of {sorted(allowed)}, got {value!r:.60}"
-
-    return check
-
-
-def _uuid_check(value: Any) -> str | None:
-    if isinstance(value, uuid.UUID):
-        return None
-    if isinstance(value, str):
-        try:
-            uuid.UUID(value)
-        except ValueError:
-            return f"is not a valid UUID: {value!r:.60}"
-        return None
-    return f"expected UUID, got {type(value).__name__}"
-
-
-def _rounded(number: Any, scale: int) -> Any:
-    try:
-        return round(number, scale)
-    except decimal.InvalidOperation:
-        # More digits than the decimal context holds (1e26 at scale 2): far beyond any
-        # NUMERIC(p, s) limit anyway, so compare it unrounded.
-        return number

@@ -7,8 +7,8 @@ $2::b_type[]) WITH ORDINALITY ... ORDER BY ordinality RETURNING id`` sends the b
 arrays instead of N x rows scalars, and its SQL is the same for every batch of the same
 columns, so SQLAlchemy compiles it once. ``ORDER BY ordinality`` makes the sequence hand out
 ids in input order, as SQLAlchemy's own ``sort_by_parameter_order`` does. Column types that
-asyncpg cannot send without SQLAlchemy's help (JSON, ARRAY, enums, custom TypeDecorators)
-fall back to SQLAlchemy's executemany.
+asyncpg cannot send without SQLAlchemy's help (``ColumnKind.pg_bulk`` false: JSON, ARRAY,
+enums, the user's own TypeDecorators) fall back to SQLAlchemy's executemany.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select, types
+from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
 
+from .._column_kinds import kind_of
 from .._fast_records import PreparedRows
 from ._insert import (
     ExecutemanyInsert,
@@ -51,21 +52,6 @@ best, 2,000 10-15% slower (bench/batch_size.py, docs/performance.md)."""
 
 MAX_ARRAY_ROWS = 1_000_000
 """Rows of one array or COPY statement: far beyond any useful batch; memory decides."""
-
-_ARRAY_SAFE = (
-    types.Integer,
-    types.String,
-    types.Boolean,
-    types.Float,
-    types.Numeric,
-    types.DateTime,
-    types.Date,
-    types.Time,
-    types.Interval,
-    types.Uuid,
-    types.LargeBinary,
-)
-_NOT_ARRAY_SAFE = (types.TypeDecorator, types.Enum, types.JSON, types.ARRAY, types.PickleType)
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
@@ -165,7 +151,7 @@ def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
 def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:
     makers: dict[str, Callable[[int], list[Any]]] = {}
     for column in table.columns:
-        if isinstance(column.type, _NOT_ARRAY_SAFE) or not isinstance(column.type, _ARRAY_SAFE):
+        if not kind_of(column.type, "postgresql").pg_bulk:
             return None
         default = column.default
         if default is None:

@@ -9,20 +9,18 @@ dict, then marked detached with their identity key, which is about four times ch
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
-import math
 import operator
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import inspect, types
+from sqlalchemy import inspect
+
+from .._column_kinds import kind_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._column_kinds import ColumnKind
     from .._model import ModelInfo
 
 __all__ = ["RowCodec", "UnsupportedColumn"]
@@ -32,58 +30,11 @@ class UnsupportedColumn(Exception):
     """A column type whose values could not be restored exactly; the model is not cached."""
 
 
-def _converters(sql_type: types.TypeEngine[Any]) -> tuple[Any, Any]:
-    """(encode, decode) for one column type; ``None`` means orjson keeps the value as is."""
-    # Interval is itself a TypeDecorator (over DateTime where the database has no INTERVAL
-    # type), so it must be matched before the TypeDecorator rule, which would refuse it and
-    # leave every model with an Interval column uncached.
-    if isinstance(sql_type, types.Interval):
-        return (
-            lambda v: [v.days, v.seconds, v.microseconds],
-            lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
-        )
-    if isinstance(sql_type, types.TypeDecorator):
-        try:
-            python_type = sql_type.python_type
-        except NotImplementedError:
-            raise UnsupportedColumn(type(sql_type).__name__) from None
-        if python_type in (str, int, float, bool):
-            return None, None
-        raise UnsupportedColumn(type(sql_type).__name__)
-    if isinstance(sql_type, types.Enum):
-        enum_class = sql_type.enum_class
-        if enum_class is None:
-            return None, None
-        return (lambda v: v.name), (lambda v: enum_class[v])
-    if isinstance(sql_type, types.JSON | types.Boolean | types.String | types.Integer):
-        return None, None
-    # Float subclasses Numeric in SQLAlchemy 2.0 but not in 2.1 (both derive from
-    # NumericCommon there), so name both: missing Float left such models uncached.
-    if isinstance(sql_type, types.Numeric | types.Float):
-        if sql_type.asdecimal:
-            return str, decimal.Decimal
-        # orjson writes inf and nan as null, so a cached row would turn them into None;
-        # carry them as text ("inf", "nan"), which float() reads back.
-        return _finite_or_text, float
-    if isinstance(sql_type, types.DateTime):
-        return None, dt.datetime.fromisoformat
-    if isinstance(sql_type, types.Date):
-        return None, dt.date.fromisoformat
-    if isinstance(sql_type, types.Time):
-        return None, dt.time.fromisoformat
-    if isinstance(sql_type, types.Uuid):
-        if sql_type.as_uuid:
-            return str, uuid.UUID
-        return None, None
-    if isinstance(sql_type, types._Binary):
-        return (lambda v: base64.b64encode(v).decode()), base64.b64decode
-    if isinstance(sql_type, types.ARRAY):
-        return None, None
-    raise UnsupportedColumn(type(sql_type).__name__)
-
-
-def _finite_or_text(value: float) -> float | str:
-    return value if math.isfinite(value) else repr(value)
+def _converters(kind: ColumnKind, sql_type: Any) -> tuple[Any, Any]:
+    """(encode, decode) for one column kind; ``None`` means orjson keeps the value as is."""
+    if not kind.cacheable:
+        raise UnsupportedColumn(f"{type(sql_type).__name__} ({kind.name})")
+    return kind.encode, kind.decode
 
 
 class RowCodec:
@@ -93,14 +44,13 @@ class RowCodec:
         self._model = info.model
         self._mapper = inspect(info.model)
         self._attrs = list(info.columns)
-        pairs = [_converters(column.type) for column in info.columns.values()]
+        types = [column.type for column in info.columns.values()]
+        kinds = [kind_of(sql_type) for sql_type in types]
+        pairs = [_converters(kind, sql_type) for kind, sql_type in zip(kinds, types, strict=True)]
         self._encoders = [encode for encode, _ in pairs]
         self._decoders = [decode for _, decode in pairs]
         self._plain_encode = all(e is None for e in self._encoders)
-        self._mutable = any(
-            isinstance(column.type, types.JSON | types.ARRAY | types.PickleType)
-            for column in info.columns.values()
-        )
+        self._mutable = any(kind.mutable for kind in kinds)
         # itemgetter(*attrs)(instance.__dict__) reads a row's values in one C call.
         self._values_of = (
             operator.itemgetter(*self._attrs)
