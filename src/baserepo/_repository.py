@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
+from ._bulk._retry import DEFAULT_RETRY, RetryPolicy
 from ._bulk.changes import BulkChanges
 from ._errors import translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
@@ -67,6 +68,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         soft_delete_column: the column whose presence turns soft delete on.
         create_schema / update_schema: pydantic models to validate mappings with; taken from
             the subscription (``BaseRepository[User, UserCreate, UserUpdate]``) when omitted.
+        retry: how a bulk batch that failed transiently (deadlock, serialization failure,
+            busy database) is run again before it is reported; :class:`baserepo.RetryPolicy`
+            (default: 6 tries, jittered waits of at most 1.55 s in all). Inside your own
+            transaction such a failure raises :class:`baserepo.TransactionRetryError` instead.
 
     Example::
 
@@ -85,8 +90,12 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         soft_delete_column: str = "deleted_at",
         create_schema: type[Any] | None = None,
         update_schema: type[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a baserepo.RetryPolicy, got {type(retry).__name__}")
         self.model = model
+        self._retry = retry
         self.session = session
         self.event_bus = event_bus if event_bus is not None else default_event_bus
         self._info: ModelInfo = model_info(model)
@@ -339,7 +348,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         if not values:
             raise ValueError("update_data is empty: nothing to update")
         condition = self._condition(filters, include_deleted)
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -366,7 +375,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             # Stamping an already-deleted row again would only move its deletion date.
             condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
             values = self._preparer.to_columns({self._soft_attr: self._now()})
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -479,7 +488,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return query
 
     async def _bulk_engine(self) -> BulkEngine:
-        return BulkEngine(self.session, self._info, self._preparer, await self._bulk_strategy())
+        strategy = await self._bulk_strategy()
+        return BulkEngine(self.session, self._info, self._preparer, strategy, self._retry)
 
     async def _bulk_strategy(self) -> InsertStrategy:
         dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect

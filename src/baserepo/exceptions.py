@@ -11,11 +11,15 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
           │                        SQLAlchemy error
           ├── IntegrityConflictError   a constraint (unique, foreign key, not null) refused it
-          └── DatabaseUnavailableError the database could not be reached at all
+          ├── DatabaseUnavailableError the database could not be reached at all
+          └── TransactionRetryError    a deadlock, serialization failure or busy database
+                                       aborted a batch inside the caller's transaction:
+                                       the caller must run the whole transaction again
 
 Bulk operations raise only when nothing could be done at all (bad arguments, the database
-unreachable before the first batch); everything else is reported per record in
-:class:`~baserepo.BulkOperationResult`.
+unreachable before the first batch) or when a transient failure struck a batch inside the
+caller's transaction (:class:`TransactionRetryError`); everything else is reported per record
+in :class:`~baserepo.BulkOperationResult`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "InvalidFilterError",
     "RecordValidationError",
     "RepositoryDatabaseError",
+    "TransactionRetryError",
 ]
 
 
@@ -86,3 +91,22 @@ class IntegrityConflictError(RepositoryDatabaseError):
 
 class DatabaseUnavailableError(RepositoryDatabaseError):
     """The database could not be reached, so nothing was written."""
+
+
+class TransactionRetryError(RepositoryDatabaseError):
+    """A transient failure (deadlock, serialization failure, busy database) struck a bulk
+    batch inside a transaction the caller began, so baserepo could not run the batch again.
+
+    Outside a caller's transaction baserepo retries such a batch itself (see
+    :class:`~baserepo.RetryPolicy`). Inside one it cannot: PostgreSQL aborts the whole
+    transaction on a serialization failure and MariaDB rolls it back on a deadlock. Roll your
+    transaction back and run all of it again::
+
+        for attempt in range(5):
+            try:
+                async with session.begin():
+                    await repo.bulk_update({"status": "new"}, {"status": "queued"})
+                break
+            except TransactionRetryError:
+                continue
+    """

@@ -23,6 +23,7 @@ from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic, caller_owns_transaction
 from ._batching import batched
 from ._insert import InsertStrategy, Row
+from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,11 +73,13 @@ class BulkEngine:
         info: ModelInfo,
         preparer: RecordPreparer,
         strategy: InsertStrategy,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._session = session
         self._info = info
         self._preparer = preparer
         self._strategy = strategy
+        self._retry = retry
         keys = info.column_keys
         self._unique_labels = [
             (", ".join(group), [keys[attr] for attr in group]) for group in info.unique_groups
@@ -148,25 +151,30 @@ class BulkEngine:
         ignore_conflicts: bool,
         on_batch: BatchCommitted | None,
     ) -> None:
-        try:
-            async with atomic(self._session):
-                ids = await self._strategy.insert(
-                    self._session, self._info, rows, ignore_conflicts=ignore_conflicts
-                )
-                all_created = None not in ids
-                if on_batch is not None:
-                    if all_created:
-                        on_batch(ids, rows)
-                    else:
-                        # compress, not (id, row) pairs: no tuple per row for the GC to chase.
-                        kept = [i is not None for i in ids]
-                        if any(kept):
-                            on_batch(list(compress(ids, kept)), list(compress(rows, kept)))
-        except sa_exc.SQLAlchemyError as error:
-            if is_unavailable(error):
-                raise _Unavailable(error) from error
-            await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error)
-            return
+        attempts = BatchAttempts(self._retry, self._session)
+        while True:
+            try:
+                async with atomic(self._session):
+                    ids = await self._strategy.insert(
+                        self._session, self._info, rows, ignore_conflicts=ignore_conflicts
+                    )
+                    all_created = None not in ids
+                    if on_batch is not None:
+                        if all_created:
+                            on_batch(ids, rows)
+                        else:
+                            # compress, not (id, row) pairs: no tuple per row for the GC.
+                            kept = [i is not None for i in ids]
+                            if any(kept):
+                                on_batch(list(compress(ids, kept)), list(compress(rows, kept)))
+            except sa_exc.SQLAlchemyError as error:
+                if await attempts.again(error):  # a deadlock or serialization failure
+                    continue
+                if is_unavailable(error):
+                    raise _Unavailable(error) from error
+                await self._report_failed_batch(tally, positions, rows, ignore_conflicts, error)
+                return
+            break
         if all_created:  # no per-row accounting to do
             tally.success_count += len(ids)
             tally.created_ids.extend(ids)
