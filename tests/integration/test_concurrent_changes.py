@@ -562,3 +562,24 @@ async def test_a_busy_batch_of_bulk_create_is_run_again(stack: Stack) -> None:
     assert (result.success_count, result.error_count) == (3, 0), result.errors
     assert sorted(result.created_ids) == [1, 2, 3]
     assert sorted(await rows(plain)) == [1, 2, 3]
+
+
+async def test_a_busy_bulk_create_in_the_callers_transaction_raises(stack: Stack) -> None:
+    if stack.dialect == "postgresql":
+        pytest.skip("forced here through a lock timeout, which PostgreSQL does not retry")
+    engine = stack.engine(lock_wait_seconds=1)
+    plain = stack.engine()
+    pending = "INSERT INTO tracked (id, grp, tag, note) VALUES (3, 9, 'pending', 0)"
+    records = [{"id": i, "grp": 1, "tag": "new", "note": 0} for i in (1, 2, 3)]
+
+    async with (
+        holding(plain, pending) as x,
+        AsyncSession(engine, expire_on_commit=False) as session,
+    ):
+        with pytest.raises(TransactionRetryError, match="run all of it again"):
+            async with session.begin():
+                await BaseRepository(Tracked, session, retry=PATIENT).bulk_create(records)
+        await x.rollback()
+
+    assert any("lock" in e.lower() for e in stack.driver_errors), stack.driver_errors
+    assert await rows(plain) == {}  # nothing of the caller's transaction stands

@@ -136,7 +136,7 @@ class BulkChanges:
                     whole = False
                     continue
                 ids: list[Any] = []
-                if batch is not None:
+                if batch is not None and batch.ids:
                     ids = batch.ids  # the change went through; the commit (or RELEASE) did not
                 elif not is_unavailable(error):
                     ids = await self._keys_of(self._next_keys(condition, size, last), error)
