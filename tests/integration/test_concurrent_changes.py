@@ -583,3 +583,33 @@ async def test_a_busy_bulk_create_in_the_callers_transaction_raises(stack: Stack
 
     assert any("lock" in e.lower() for e in stack.driver_errors), stack.driver_errors
     assert await rows(plain) == {}  # nothing of the caller's transaction stands
+
+
+async def test_a_deadlocked_bulk_create_batch_is_run_again(stack: Stack) -> None:
+    if stack.dialect == "sqlite":
+        pytest.skip("SQLite has one lock for the whole database: no deadlock to force")
+    engine = stack.engine(deadlock_timeout_ms=200)
+    other = stack.engine(deadlock_timeout_ms=10_000)
+    # The other writer holds key 2 (and, to be the heavier one on MariaDB, many more rows).
+    pending = [
+        f"INSERT INTO tracked (id, grp, tag, note) VALUES ({i}, 9, 'pending', 0)"
+        for i in (2, *range(100, 130))
+    ]
+    records = [{"id": i, "grp": 1, "tag": "new", "note": 0} for i in (1, 2)]
+
+    async with (
+        holding(other, *pending) as x,
+        AsyncSession(engine, expire_on_commit=False) as session,
+    ):
+        call = asyncio.create_task(
+            BaseRepository(Tracked, session, retry=PATIENT).bulk_create(records)
+        )
+        await stack.until_blocked(call)  # has written key 1, waits for key 2
+        await x.execute(text("INSERT INTO tracked (id, grp, tag, note) VALUES (1, 9, 'x', 0)"))
+        await x.rollback()  # both keys free again: the call's next try can write them
+        result = await call
+
+    assert any("deadlock" in e.lower() for e in stack.driver_errors), stack.driver_errors
+    assert (result.success_count, result.error_count) == (2, 0), result.errors
+    assert result.created_ids == [1, 2]
+    assert sorted(await rows(other)) == [1, 2]
