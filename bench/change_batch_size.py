@@ -62,12 +62,18 @@ def core(engine: AsyncEngine, change: str) -> Timed:
     return run
 
 
-def ours(engine: AsyncEngine, change: str, batch_size: int) -> Timed:
+def ours(engine: AsyncEngine, change: str, batch_size: int, library: Any = None) -> Timed:
+    """``library``: another copy of the baserepo package (change_baseline.py); None: this one."""
     filters = {"salary__lt": SALARY_CUTOFF}
+    repository, bus = (
+        (BaseRepository, EventBus)
+        if library is None
+        else (library.BaseRepository, library.EventBus)
+    )
 
     async def run() -> int:
         async with AsyncSession(engine, expire_on_commit=False) as session:
-            repo = BaseRepository(Staff, session, event_bus=EventBus())
+            repo = repository(Staff, session, event_bus=bus())
             if change == "update":
                 result = await repo.bulk_update(filters, {"is_active": False}, batch_size)
             else:

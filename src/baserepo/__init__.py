@@ -1,5 +1,6 @@
 """baserepo: one async repository per SQLAlchemy model, with fast, safe bulk operations."""
 
+from ._bulk._retry import RetryPolicy
 from ._engine import create_engine, enable_sqlite_savepoints
 from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
 from ._lookups import LOOKUPS
@@ -25,6 +26,7 @@ from .exceptions import (
     InvalidFilterError,
     RecordValidationError,
     RepositoryDatabaseError,
+    TransactionRetryError,
 )
 
 __version__ = "0.1.0"
@@ -57,6 +59,8 @@ __all__ = [
     "RecordValidationError",
     "RepositoryDatabaseError",
     "RepositoryEvent",
+    "RetryPolicy",
+    "TransactionRetryError",
     "WarmReport",
     "__version__",
     "create_engine",

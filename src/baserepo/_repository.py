@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ._arguments import check_batch_size, check_records, check_whole_table
 from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
+from ._bulk._retry import DEFAULT_RETRY, RetryPolicy
 from ._bulk.changes import BulkChanges
 from ._errors import is_unavailable, translate
 from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
@@ -87,6 +88,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             omitted, taken from class attributes of the same names, else from the type
             arguments, in the alias form ``BaseRepository[User, UserCreate, UserUpdate](...)``
             as in the subclass form ``class UserRepository(BaseRepository[User, ...])``.
+        retry: how a bulk batch that failed transiently (deadlock, serialization failure,
+            busy database) is run again before it is reported; :class:`baserepo.RetryPolicy`
+            (default: 6 tries, jittered waits of at most 1.55 s in all). Inside your own
+            transaction such a failure raises :class:`baserepo.TransactionRetryError` instead.
 
     Example::
 
@@ -110,8 +115,12 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         soft_delete_column: str = "deleted_at",
         create_schema: type[Any] | None = None,
         update_schema: type[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a baserepo.RetryPolicy, got {type(retry).__name__}")
         self.model = model
+        self._retry = retry
         self.session = session
         self.event_bus = event_bus if event_bus is not None else default_event_bus
         self._info: ModelInfo = model_info(model)
@@ -391,7 +400,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         values = with_onupdate_values(self._info, values)
         condition = self._condition(filters, include_deleted)
         check_whole_table("bulk_update", filters, all_rows)
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -429,7 +438,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             values = with_onupdate_values(
                 self._info, self._preparer.to_columns({self._soft_attr: self._now()})
             )
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy())
+        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -546,7 +555,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return query
 
     async def _bulk_engine(self) -> BulkEngine:
-        return BulkEngine(self.session, self._info, self._preparer, await self._bulk_strategy())
+        strategy = await self._bulk_strategy()
+        return BulkEngine(self.session, self._info, self._preparer, strategy, self._retry)
 
     async def _bulk_strategy(self) -> InsertStrategy:
         dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect

@@ -123,7 +123,14 @@ async def atomic(session: AsyncSession) -> AsyncIterator[None]:
     # Once COMMIT is sent, the invalidations and events queued for it must run whatever
     # happens to the caller (a request timeout, a client gone): a cancelled caller would
     # otherwise leave every cached query of the model serving pre-write rows.
-    await finish_despite_cancellation(transaction.commit())
+    try:
+        await finish_despite_cancellation(transaction.commit())
+    except BaseException:
+        # A COMMIT the database refused (a serialization failure at commit time) leaves the
+        # transaction open in the "prepared" state: roll it back so the session stays usable.
+        if session.in_transaction():
+            await finish_despite_cancellation(session.rollback())
+        raise
 
 
 async def finish_despite_cancellation(work: Awaitable[Any]) -> Any:

@@ -13,13 +13,19 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
           │                        SQLAlchemy error
           ├── IntegrityConflictError   a constraint (unique, foreign key, not null) refused it
-          └── DatabaseUnavailableError the database could not be reached at all
+          ├── DatabaseUnavailableError the database could not be reached at all
+          └── TransactionRetryError    a deadlock, serialization failure or busy database
+                                       aborted a batch inside the caller's transaction:
+                                       the caller must run the whole transaction again
 
 Bulk operations report a refused record or batch in :class:`~baserepo.BulkOperationResult`
-and go on. They raise the errors above when nothing could be done at all (bad arguments, the
-database unreachable before anything was written), and :class:`BulkOperationError` when the
-call had to stop after some work (the input or the progress callback raised, the database
-went away): its ``result`` says exactly what was committed.
+and go on; a transient failure (deadlock, serialization failure, busy database) of a batch they
+own is retried first. They raise the errors above when nothing could be done at all (bad
+arguments, the database unreachable before anything was written), :class:`BulkOperationError`
+when the call had to stop after some work (the input or the progress callback raised, the
+database went away: its ``result`` says exactly what was committed), and
+:class:`TransactionRetryError` when a transient failure struck a batch inside the caller's
+transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "InvalidFilterError",
     "RecordValidationError",
     "RepositoryDatabaseError",
+    "TransactionRetryError",
 ]
 
 
@@ -110,3 +117,22 @@ class IntegrityConflictError(RepositoryDatabaseError):
 
 class DatabaseUnavailableError(RepositoryDatabaseError):
     """The database could not be reached, so nothing was written."""
+
+
+class TransactionRetryError(RepositoryDatabaseError):
+    """A transient failure (deadlock, serialization failure, busy database) struck a bulk
+    batch inside a transaction the caller began, so baserepo could not run the batch again.
+
+    Outside a caller's transaction baserepo retries such a batch itself (see
+    :class:`~baserepo.RetryPolicy`). Inside one it cannot: PostgreSQL aborts the whole
+    transaction on a serialization failure and MariaDB rolls it back on a deadlock. Roll your
+    transaction back and run all of it again::
+
+        for attempt in range(5):
+            try:
+                async with session.begin():
+                    await repo.bulk_update({"status": "new"}, {"status": "queued"})
+                break
+            except TransactionRetryError:
+                continue
+    """

@@ -8,22 +8,31 @@ inside the caller's transaction, otherwise a transaction of its own that is comm
 the next batch.
 
 How a batch is chosen and changed depends on the database (docs/performance.md has the
-measurements behind each choice):
+measurements behind each choice). On every database a batch changes exactly what a plain
+``UPDATE/DELETE ... WHERE <condition>`` would change among its rows, also under concurrent
+writers: rows are reached by key and the condition is part of the change, so a row another
+transaction changed meanwhile is re-checked on its newest version (PostgreSQL's re-check
+after a lock wait at READ COMMITTED; MariaDB's locking reads) and changed if it still matches.
 
-- PostgreSQL: one statement per batch. A subquery chooses the batch (the next ``n`` matching
-  keys, in key order) and aggregates it in one pass into its size, its last key and its rows'
-  ``ctid``s; the change reaches those rows by ``ctid`` (a TID scan: the table is not searched
-  a second time) and its keys come back as one array. The change repeats the condition, so a
-  row changed meanwhile by another transaction is re-checked, as in any ``UPDATE ... WHERE``;
-  whether more batches follow is decided on the chosen rows, not on the changed ones. A
-  change after which a row no longer matches (a delete) starts with an unordered batch: the
-  planner then scans the table as it would for the single statement, and most calls need no
-  other batch.
+- PostgreSQL: one statement per batch. The first batch of a call counts (up to ``n``) the
+  matching rows and, when there are fewer than ``n``, is the plain statement itself, guarded
+  by that count: most calls need nothing else and cost what the single statement costs.
+  Otherwise batches go in key order: a subquery chooses the next ``n`` matching keys above
+  the last batch (``pk > last ORDER BY pk LIMIT n``) and gives their count and last key
+  ``bound``; the change targets ``pk > last AND pk <= bound AND <condition>``, which are
+  exactly the chosen rows in the statement's snapshot, and hands its keys back as one array.
+  Whether more batches follow is decided on the chosen rows, not on the changed ones. (Rows
+  are not reached by ``ctid``: a row updated by another transaction while the batch waited
+  for its lock has a new ``ctid``, and the re-check would silently skip it.)
 - Other databases with ``RETURNING`` and ``LIMIT`` in a subquery (SQLite): one statement,
   ``... WHERE pk IN (SELECT pk ... ORDER BY pk LIMIT n) RETURNING pk``; the statement is atomic
   against other writers, so a batch that returns fewer than ``n`` keys was the last.
 - MySQL/MariaDB (no ``LIMIT`` in such a subquery, no ``UPDATE ... RETURNING``): the keys are
-  selected and locked (``FOR UPDATE``), then changed by key; fewer than ``n`` keys: last batch.
+  selected and locked (``FOR UPDATE``, a locking read that sees each row's newest committed
+  version, after waiting for its lock), then changed by key; fewer than ``n`` keys: last batch.
+
+A batch that fails transiently (deadlock, serialization failure, busy database) is run again
+as ``_retry`` says; inside the caller's transaction that raises ``TransactionRetryError``.
 """
 
 from __future__ import annotations
@@ -31,26 +40,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    any_,
-    cast,
-    delete,
-    func,
-    literal_column,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import UserDefinedType
 
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic
 from ._guards import refuse_autocommit, retiring_broken_connection
+from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy, is_transient
 from .engine import BatchCommitted, ProgressCallback, _report, _stopped, _Tally
 
 if TYPE_CHECKING:
@@ -76,10 +73,17 @@ class _Batch:
 class BulkChanges:
     """Runs bulk update/delete by condition for one model on one session."""
 
-    def __init__(self, session: AsyncSession, info: ModelInfo, strategy: InsertStrategy) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        strategy: InsertStrategy,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
         self._session = session
         self._info = info
         self._strategy = strategy
+        self._retry = retry
         self._table: Table = info.table
         self._pk: Column[Any] = info.table.c[info.column_keys[info.pk_attr]]
 
@@ -96,9 +100,8 @@ class BulkChanges:
         """Update (``values``) or hard-delete (``values=None``) the rows matching ``condition``.
 
         ``stops_matching``: a changed row no longer matches ``condition`` (a hard delete, or a
-        soft delete whose condition requires the row not to be deleted yet). Such a change
-        can never reach a row twice, so on PostgreSQL its first batch takes any ``batch_size``
-        matching rows, in whatever order the planner finds cheapest, instead of the lowest keys.
+        soft delete whose condition requires the row not to be deleted yet). Batches are
+        chosen the same way either way; it says which operation this is.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -106,7 +109,7 @@ class BulkChanges:
         dialect = self._session.sync_session.get_bind().dialect
         returning = dialect.delete_returning if values is None else dialect.update_returning
         if returning and dialect.name == "postgresql":
-            step, size = self._tid_batch, batch_size
+            step, size = self._range_batch, batch_size
         elif returning and self._strategy.limited_subquery_changes:
             step, size = self._subquery_batch, batch_size
         else:
@@ -115,27 +118,37 @@ class BulkChanges:
         tally = _Tally()
         operation = "bulk_delete" if values is None or stops_matching else "bulk_update"
         last: Any = None
-        # Most calls fit in one batch, which then costs what one plain statement costs.
-        ordered = not (stops_matching and step == self._tid_batch)
+        # Most calls fit in one batch, which then is the plain statement (PostgreSQL).
+        whole = step == self._range_batch
         more = True
+        attempts = BatchAttempts(self._retry, self._session)
         while more:
             batch: _Batch | None = None
             try:
                 async with atomic(self._session), retiring_broken_connection(self._session):
-                    batch = await step(condition, values, size, last, ordered)
+                    batch = await step(condition, values, size, last, whole)
                     if batch.ids and on_batch is not None:
                         on_batch(batch.ids, [values] if values else [])
             except sa_exc.SQLAlchemyError as error:
-                if not ordered and not is_unavailable(error):
-                    # Nothing of the unordered batch stands: start again in key order, where
-                    # a failing batch is told apart from the others and reported with its keys.
-                    ordered = True
+                if await attempts.again(error):
+                    continue
+                tries, attempts = attempts.tries, BatchAttempts(self._retry, self._session)
+                if whole and not is_unavailable(error):
+                    # Nothing of the whole-call attempt stands: go on in key order, where a
+                    # failing batch is told apart from the others and reported with its keys.
+                    whole = False
                     continue
                 ids: list[Any] = []
-                if batch is None and not is_unavailable(error):
-                    ids = await self._keys_of(self._next_keys(condition, size, last))
-                elif batch is not None:
+                if batch is not None and batch.ids:
                     ids = batch.ids  # the change went through; the commit (or RELEASE) did not
+                elif not is_unavailable(error):
+                    ids = await self._keys_of(self._next_keys(condition, size, last), error)
+                if not ids and not is_unavailable(error):
+                    if is_transient(error):
+                        # Its rows have stopped matching meanwhile: nothing is left to change
+                        # and no row to report.
+                        break
+                    raise translate(error) from error  # no row to blame: the statement's fault
                 if not ids:
                     if tally.success_count == 0 and not tally.failures:
                         raise translate(error) from error
@@ -145,16 +158,18 @@ class BulkChanges:
                             operation, tally, "the connection to the database failed"
                         ) from (translate(error))
                     break
-                tally.fail(_batch_failure(tuple(ids), error, "batch rolled back"))
+                spent = f" after {tries} tries" if tries > 1 else ""
+                tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
                 if is_unavailable(error):  # nothing more can be done on this connection
                     raise _stopped(operation, tally, "the connection to the database failed") from (
                         translate(error)
                     )
                 last, more = ids[-1], len(ids) >= size
             else:
+                attempts = BatchAttempts(self._retry, self._session)
                 tally.success_count += len(batch.ids)
                 tally.affected_ids.extend(batch.ids)
-                last, more, ordered = batch.last, batch.more, True
+                last, more, whole = batch.last, batch.more, False
                 if not batch.ids:
                     continue
             # Rows handled, not batches: a failed batch counts every row it held.
@@ -165,9 +180,6 @@ class BulkChanges:
             except Exception as error:
                 why = f"the progress callback raised {type(error).__name__}: {error}"
                 raise _stopped(operation, tally, why) from error
-        if stops_matching:
-            # An unordered first batch may hold keys above those of later batches.
-            tally.affected_ids.sort()
         return tally.result()
 
     def _next_keys(self, condition: ColumnElement[bool], size: int, last: Any) -> Select[Any]:
@@ -180,46 +192,42 @@ class BulkChanges:
             return delete(self._table).where(target)
         return update(self._table).where(target).values(values)
 
-    async def _tid_batch(
+    async def _range_batch(
         self,
         condition: ColumnElement[bool],
         values: Row | None,
         size: int,
         last: Any,
-        ordered: bool,
+        whole: bool,
     ) -> _Batch:
         pk = self._pk
-        ctid: ColumnElement[Any] = literal_column("ctid")
-        chosen = select(ctid.label("tid"), pk.label("key"))
-        if ordered:
-            above = condition if last is None else and_(condition, pk > last)
-            chosen = chosen.where(above).order_by(pk)
+        if whole:
+            # Counted in any order, as the planner finds cheapest; the change runs only when
+            # every match fits (a one-time filter), and is then the plain statement.
+            matches = select(pk).where(condition).limit(size).subquery("baserepo_chosen")
+            batch = select(func.count().label("seen")).select_from(matches).cte("baserepo_batch")
+            target = and_(condition, select(batch.c.seen).scalar_subquery() < size)
         else:
-            chosen = chosen.where(condition)
-        rows = chosen.limit(size).subquery("baserepo_chosen")
-        # One pass over the chosen rows: how many, the last key, their ctids.
-        batch = select(
-            func.count().label("seen"),
-            func.max(rows.c.key).label("bound"),
-            func.array_agg(rows.c.tid).label("tids"),
-        ).cte("baserepo_batch")
-        # ANY (CAST((SELECT tids ...) AS TID[])): the array, not ANY over a subquery's rows.
-        tids = cast(select(batch.c.tids).scalar_subquery(), ARRAY(_Tid()))
-        target = and_(ctid == any_(tids), condition)
-        if ordered:
-            # A ctid is unique only within one table: on a partitioned (or inherited) table
-            # the key range keeps the change to this batch (an unordered batch only deletes,
-            # and a row deleted early is still deleted once). Wrapped in IS TRUE so that the
-            # planner cannot take it for an index range and must reach the rows by ctid.
-            bound = select(batch.c.bound).scalar_subquery()
-            within = pk <= bound if last is None else and_(pk > last, pk <= bound)
-            target = and_(target, within.is_(true()))
+            above = condition if last is None else and_(condition, pk > last)
+            chosen = select(pk.label("key")).where(above).order_by(pk).limit(size)
+            rows = chosen.subquery("baserepo_chosen")
+            batch = select(func.count().label("seen"), func.max(rows.c.key).label("bound")).cte(
+                "baserepo_batch"
+            )
+            # In the statement's snapshot these are exactly the chosen rows; a row changed by
+            # another transaction meanwhile is re-checked on its newest version by key and
+            # condition, both of which survive an update (a ctid would not).
+            target = and_(above, pk <= select(batch.c.bound).scalar_subquery())
         changed = self._change(target, values).returning(pk.label("key")).cte("baserepo_changed")
         statement = select(
-            batch.c.seen, batch.c.bound, select(func.array_agg(changed.c.key)).scalar_subquery()
+            batch.c.seen, select(func.array_agg(changed.c.key)).scalar_subquery()
         ).select_from(batch)
-        count, bound, keys = (await self._session.execute(statement)).one()
-        return _Batch(sorted(keys or ()), bound if ordered else None, count >= size)
+        count, keys = (await self._session.execute(statement)).one()
+        ids = sorted(keys or ())
+        if whole:
+            # Either every match was changed, or (more than ``size`` of them) none was.
+            return _Batch(ids, None, count >= size)
+        return _Batch(ids, ids[-1] if ids else last, count >= size)
 
     async def _subquery_batch(
         self,
@@ -227,7 +235,7 @@ class BulkChanges:
         values: Row | None,
         size: int,
         last: Any,
-        ordered: bool,
+        whole: bool,
     ) -> _Batch:
         # The statement is atomic against other writers on these databases (SQLite locks the
         # whole database), so it changes exactly the keys its subquery chose.
@@ -242,30 +250,31 @@ class BulkChanges:
         values: Row | None,
         size: int,
         last: Any,
-        ordered: bool,
+        whole: bool,
     ) -> _Batch:
+        # A locking read: it waits for rows other transactions hold and then sees their
+        # newest committed version, so the keys are those matching now, and stay locked.
         query = self._next_keys(condition, size, last).with_for_update()
         ids = list((await self._session.execute(query)).scalars())
         if ids:
             await self._session.execute(self._change(self._pk.in_(ids), values))
         return _Batch(ids, ids[-1] if ids else last, len(ids) >= size)
 
-    async def _keys_of(self, query: Select[Any]) -> list[Any]:
-        """The keys a failed batch held, to report them and move past them."""
-        try:
-            async with atomic(self._session):
-                return list((await self._session.execute(query)).scalars())
-        except sa_exc.SQLAlchemyError:
-            return []
+    async def _keys_of(self, query: Select[Any], failure: sa_exc.SQLAlchemyError) -> list[Any]:
+        """The keys a failed batch held, to report them and move past them.
 
-
-class _Tid(UserDefinedType[Any]):
-    """PostgreSQL's ``tid`` (a row's ``ctid``), only ever cast to inside a statement."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "TID"
+        Raises (translated) ``failure`` when they cannot be read: no failure is reported
+        without the rows it concerns.
+        """
+        attempts = BatchAttempts(self._retry, self._session)
+        while True:
+            try:
+                async with atomic(self._session):
+                    return list((await self._session.execute(query)).scalars())
+            except sa_exc.SQLAlchemyError as error:
+                if await attempts.again(error):
+                    continue
+                raise translate(failure) from failure
 
 
 def _batch_failure(ids: tuple[Any, ...], error: BaseException, what: str) -> RecordFailure:

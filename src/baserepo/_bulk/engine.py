@@ -33,6 +33,7 @@ from ._batching import Batches
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._insert import InsertStrategy, Row
 from ._key_pool import KeyPool
+from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,11 +84,13 @@ class BulkEngine:
         info: ModelInfo,
         preparer: RecordPreparer,
         strategy: InsertStrategy,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._session = session
         self._info = info
         self._preparer = preparer
         self._strategy = strategy
+        self._retry = retry
         keys = info.column_keys
         self._unique_labels = [
             (", ".join(group), [keys[attr] for attr in group]) for group in info.unique_groups
@@ -188,29 +191,34 @@ class BulkEngine:
         on_batch: BatchCommitted | None,
         keys: KeyPool,
     ) -> None:
-        try:
-            async with atomic(self._session), retiring_broken_connection(self._session):
-                ids = await self._strategy.insert(
-                    self._session,
-                    self._info,
-                    rows,
-                    ignore_conflicts=ignore_conflicts,
-                    key_pool=keys,
-                )
-                _announce(on_batch, ids, rows)
-        except sa_exc.SQLAlchemyError as error:
-            keys.rolled_back()
-            if is_unavailable(error):
-                raise _Unavailable(error) from error
-            if isolate_errors:
-                await self._write_isolating(
-                    tally, positions, rows, ignore_conflicts, on_batch, keys
-                )
-            else:
-                await self._report_failed_batch(
-                    tally, positions, rows, ignore_conflicts, error, keys
-                )
-            return
+        attempts = BatchAttempts(self._retry, self._session)
+        while True:
+            try:
+                async with atomic(self._session), retiring_broken_connection(self._session):
+                    ids = await self._strategy.insert(
+                        self._session,
+                        self._info,
+                        rows,
+                        ignore_conflicts=ignore_conflicts,
+                        key_pool=keys,
+                    )
+                    _announce(on_batch, ids, rows)
+            except sa_exc.SQLAlchemyError as error:
+                keys.rolled_back()  # the next attempt (or the culprit search) reuses them
+                if await attempts.again(error):  # a deadlock or serialization failure
+                    continue
+                if is_unavailable(error):
+                    raise _Unavailable(error) from error
+                if isolate_errors:
+                    await self._write_isolating(
+                        tally, positions, rows, ignore_conflicts, on_batch, keys
+                    )
+                else:
+                    await self._report_failed_batch(
+                        tally, positions, rows, ignore_conflicts, error, keys
+                    )
+                return
+            break
         keys.committed()
         self._account(tally, positions, rows, ids)
 
