@@ -18,7 +18,7 @@ from _users import user_model
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 Base, BenchUser = user_model("bench_batch_users")
 SIZES: tuple[int | None, ...] = (50, 100, 250, 500, 1000, 2000, 5000, 10_000, None)

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from baserepo import BaseRepository, EventBus, EventType, RepositoryEvent, create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 SERVER_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench",

@@ -63,7 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from baserepo import BaseRepository, CacheConfig, create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -33,7 +33,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baserepo import BaseRepository, EventBus, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 RAW_URL = "postgresql://postgres@127.0.0.1:5432/baserepo_bench"

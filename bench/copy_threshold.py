@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import baserepo._bulk.postgresql as pg_strategy
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_000)

@@ -17,7 +17,7 @@ from alternatives.data import BenchUser, drop_tables, fresh_table, generate_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 

@@ -69,7 +69,7 @@ from sqlalchemy import make_url
 from baserepo import create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

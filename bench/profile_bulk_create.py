@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.models import Base, User
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 

@@ -25,7 +25,7 @@ from alternatives.postgresql import RawAsyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baserepo import BaseRepository, EventBus, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 POSTGRESQL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 MARIADB = "mysql+asyncmy://root@127.0.0.1:3306/baserepo_bench?charset=utf8mb4"

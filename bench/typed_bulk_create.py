@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
