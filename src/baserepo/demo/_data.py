@@ -69,6 +69,7 @@ def population(size: int, now: datetime) -> list[dict[str, Any]]:
 
 
 def bad_batch() -> list[dict[str, Any]]:
+    """Twelve new users, five of them bad in a different way each (indexes 1, 3, 5, 7, 9)."""
     good: list[dict[str, Any]] = [
         {"name": f"Recovered {i}", "email": f"recovered{i}@example.com"} for i in range(12)
     ]
@@ -81,9 +82,10 @@ def bad_batch() -> list[dict[str, Any]]:
 
 
 async def stream(rows: int) -> AsyncIterator[dict[str, Any]]:
+    """``rows`` new users, yielding to the loop every 1,000 as a real source would."""
     for i in range(rows):
         if i % 1_000 == 0:
-            await asyncio.sleep(0)  # as a real source (a file, an API) would
+            await asyncio.sleep(0)  # a real source (a file, an API) waits now and then
         yield {
             "name": f"Streamed {i}",
             "email": f"stream{i}@example.com",

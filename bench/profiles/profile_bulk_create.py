@@ -2,7 +2,7 @@
 tests.models.User on PostgreSQL), as used for docs/performance.md:
 
     .venv/bin/py-spy record -f raw -r 500 -o /tmp/bulk.txt -- \\
-        .venv/bin/python bench/profile_bulk_create.py
+        .venv/bin/python bench/profiles/profile_bulk_create.py
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.models
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.models import Base, User
