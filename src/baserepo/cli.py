@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (BaseRepoError, sa_exc.SQLAlchemyError, OSError) as exc:
-        print(f"baserepo demo: failed on {_safe_url(url)}: {exc}", file=sys.stderr)
+        print(f"baserepo demo: failed on {demo.redact(url)}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -114,15 +114,6 @@ def _bench(args: Sequence[str]) -> int:
         )
         return 2
     return subprocess.call([sys.executable, str(BENCH_SCRIPT), *args])
-
-
-def _safe_url(url: str) -> str:
-    try:
-        from sqlalchemy import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return "<unparsable URL>"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from ._settings import (
     POPULATION_LIMIT,
     default_database_url,
     default_redis_url,
+    redact,
 )
 from ._tour import main
 
@@ -46,5 +47,6 @@ __all__ = [
     "main",
     "make_reporter",
     "population",
+    "redact",
     "utcnow",
 ]
