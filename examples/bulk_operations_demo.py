@@ -8,7 +8,7 @@
 Options: ``--database-url URL`` (default ``$BASEREPO_DATABASE_URL``, else SQLite), ``--rows N``
 (rows of the long streamed step, default 20,000), ``--redis-url URL`` (the cache step's Redis,
 default ``$BASEREPO_REDIS_URL``, else an in-process cache), ``--plain`` (no rich output). The
-walkthrough itself, step by step as in the guide, is ``baserepo._demo``.
+walkthrough itself, step by step as in the guide, is the ``baserepo.demo`` package.
 """
 
 import sys

@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 
 from baserepo import create_engine
+from baserepo.testing import drop_database, ensure_database
 from tests.models import Base
 from tests.redis_servers import (  # fixtures, shared by every test directory
     _redis_tools,  # noqa: F401
@@ -81,47 +81,6 @@ def _url_for(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return url.set(database=f"{url.database}_{os.getpid()}").render_as_string(hide_password=False)
 
 
-def _admin(url: str) -> tuple[AsyncEngine, str]:
-    """An AUTOCOMMIT engine on the server's maintenance database, and the test database's name."""
-    parsed = make_url(url)
-    maintenance = "postgres" if parsed.get_backend_name() == "postgresql" else ""
-    admin = create_async_engine(parsed.set(database=maintenance), isolation_level="AUTOCOMMIT")
-    return admin, str(parsed.database)
-
-
-async def _drop_database(url: str) -> None:
-    if make_url(url).get_backend_name() == "sqlite":
-        return
-    admin, name = _admin(url)
-    quoted = admin.dialect.identifier_preparer.quote(name)
-    force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
-    finally:
-        await admin.dispose()
-
-
-async def _ensure_database(url: str) -> None:
-    """Connect to the server's maintenance database and create the test database if missing."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return  # the file is created on first connect
-    if parsed.get_backend_name() == "postgresql":
-        exists_sql = "SELECT 1 FROM pg_database WHERE datname = :name"
-    else:
-        exists_sql = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
-    admin, name = _admin(url)
-    try:
-        async with admin.connect() as conn:
-            exists = await conn.scalar(text(exists_sql), {"name": name})
-            if not exists:
-                quoted = admin.dialect.identifier_preparer.quote(str(name))
-                await conn.execute(text(f"CREATE DATABASE {quoted}"))
-    finally:
-        await admin.dispose()
-
-
 @pytest.fixture(scope="session", params=[b for b in DEFAULT_URLS if b in _requested_backends()])
 async def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -129,13 +88,13 @@ async def db_url(
     """URL of one requested backend, its test database created; fails if it is unreachable."""
     url = _url_for(request.param, tmp_path_factory)
     try:
-        await asyncio.wait_for(_ensure_database(url), CONNECT_TIMEOUT_SECONDS)
+        await asyncio.wait_for(ensure_database(url), CONNECT_TIMEOUT_SECONDS)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     else:
         yield url
         if not os.environ.get(f"BASEREPO_TEST_{request.param.upper()}_URL"):
-            await _drop_database(url)
+            await drop_database(url)
         return
     pytest.fail(
         f"{request.param} backend unreachable at {make_url(url)!r}: {error}\n"

@@ -1,4 +1,4 @@
-"""The pieces of ``bench/harness.py``: shared rows and tables, baserepo's methods, and each
+"""The pieces of ``bench/harness/harness.py``: shared rows and tables, baserepo's methods, and each
 alternative a user might pick instead, one module per database.
 
 Every method has the same shape: ``async def method(target, rows) -> Outcome``. It gets the

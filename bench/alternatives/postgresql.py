@@ -1,7 +1,7 @@
 """What a PostgreSQL user might use instead of baserepo: raw asyncpg three ways, SQLAlchemy's
 ORM two ways, advanced-alchemy's repository, Tortoise ORM; and the single Core statements that
 ``bulk_update`` / ``bulk_delete`` are measured against. (Django runs in its own process:
-``bench/django_bulk.py``.)"""
+``bench/harness/django_bulk.py``.)"""
 
 from __future__ import annotations
 

@@ -10,15 +10,21 @@ repository published (and when: events arrive only after commit)::
 
 For a cache without a server, use ``CacheConfig()`` (the in-process backend) with
 ``clock=`` injected to drive TTLs and warm intervals without sleeping.
+
+``ensure_database(url)`` and ``drop_database(url)`` create and drop the database a URL names
+(PostgreSQL, MariaDB/MySQL; nothing to do for SQLite), e.g. around a test session::
+
+    await ensure_database("postgresql+asyncpg://postgres@127.0.0.1/app_test")
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._databases import drop_database, ensure_database
 from ._events import EventBus, EventType, RepositoryEvent
 
-__all__ = ["RecordingEventBus"]
+__all__ = ["RecordingEventBus", "drop_database", "ensure_database"]
 
 
 class RecordingEventBus(EventBus):

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from baserepo import _demo, cli
-from baserepo._demo import GUIDE_USERS, population, utcnow
+from baserepo import cli, demo
+from baserepo.demo import GUIDE_USERS, population, utcnow
 from tests.redis_servers import REDIS_URL, free_port
 
 DEMO_URLS = {
@@ -64,9 +64,7 @@ def _expected(rows: int) -> dict[str, int]:
     """What each update/delete step must touch, from the staff records alone."""
     now = utcnow()
     old_login = now - timedelta(days=90)
-    live = [
-        r for r in population(min(rows, _demo.POPULATION_LIMIT), now) if not r.get("deleted_at")
-    ]
+    live = [r for r in population(min(rows, demo.POPULATION_LIMIT), now) if not r.get("deleted_at")]
 
     def active(r: dict[str, Any]) -> bool:
         return bool(r.get("is_active", True))
@@ -95,7 +93,7 @@ def _expected(rows: int) -> dict[str, int]:
         "soft": len(deactivated),
         "hard": len(test_data),
         "decoys": sum(r["email"].startswith("tester") for r in live),
-        "cleanup": min(rows, _demo.POPULATION_LIMIT) - len(live),
+        "cleanup": min(rows, demo.POPULATION_LIMIT) - len(live),
     }
 
 
@@ -123,9 +121,9 @@ async def _keys_under(prefix: str) -> list[bytes]:
 async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> None:
     reporter = RecordingReporter()
     redis_url = REDIS_URL if cache == "redis" else None
-    summary = await _demo.main(demo_url, rows=ROWS, reporter=reporter, redis_url=redis_url)
+    summary = await demo.main(demo_url, rows=ROWS, reporter=reporter, redis_url=redis_url)
     expected = _expected(ROWS)
-    staff = min(ROWS, _demo.POPULATION_LIMIT)
+    staff = min(ROWS, demo.POPULATION_LIMIT)
 
     assert summary["database"] in ("sqlite", "postgresql", "mariadb")
     assert [title.split(".")[0] for title in reporter.sections[1:]] == [
@@ -207,7 +205,7 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> N
     assert cached["backend"] == cache
     # The guide's cold vs cached list(limit=100, is_active=True): a miss, then hits only.
     assert cached["cold"] == "miss"
-    assert cached["cached"] == ["hit"] * _demo.CACHED_READS
+    assert cached["cached"] == ["hit"] * demo.CACHED_READS
     assert cached["cold_seconds"] > cached["cached_seconds"] > 0
     assert cached["speedup"] > 1
     # Popular queries: the guide's list and count(is_active=True) 6 uses, the sales list 5;
@@ -233,7 +231,7 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> N
     assert cached["hit_ratio"] == round(19 / 29, 3)
     assert cached["fills"] == 10
     assert cached["backend_errors"] == 0
-    assert cached["key_prefix"].startswith(f"{_demo.CACHE_KEY_PREFIX}-")
+    assert cached["key_prefix"].startswith(f"{demo.CACHE_KEY_PREFIX}-")
     if redis_url:
         assert await _keys_under(cached["key_prefix"]) == []  # the demo deleted its keys
 

@@ -1,8 +1,8 @@
 """baserepo's bulk paths side by side with what users would pick instead, in one run.
 
-    python bench/harness.py                 # everything: ~4-5 minutes on 2 cores
-    python bench/harness.py --quick         # a smoke run: 1k and 10k rows, 3 runs, ~1 minute
-    python bench/harness.py --databases postgresql --sizes 1000,10000 --repeat 5
+    python bench/harness/harness.py          # everything: ~4-5 minutes on 2 cores
+    python bench/harness/harness.py --quick  # a smoke run: 1k and 10k rows, 3 runs, ~1 minute
+    python bench/harness/harness.py --databases postgresql --sizes 1000,10000 --repeat 5
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``) and the servers of the databases
 asked for. What it measures (see ``docs/benchmarks.md`` for each method):
@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import (
     CONFLICT_EVERY,
     BenchStaff,
@@ -69,13 +72,14 @@ from sqlalchemy import make_url
 from baserepo import create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
+HARNESS = Path(__file__).resolve().parent
+"""This folder: django_bulk.py and memory_probe.py run from here, each in a process."""
+RESULTS = HARNESS.parent / "results"
 URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench",
     "mariadb": "mysql+asyncmy://root@127.0.0.1:3306/baserepo_bench?charset=utf8mb4",
@@ -240,7 +244,7 @@ async def warm_up(methods: list[Method]) -> None:
 
 
 class DjangoProcess:
-    """``bench/django_bulk.py``, kept alive for the run; one JSON line each way per call."""
+    """``bench/harness/django_bulk.py``, kept alive for the run; one JSON line each way per call."""
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url).set(drivername="postgresql")
@@ -252,12 +256,12 @@ class DjangoProcess:
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(BENCH / "django_bulk.py"),
+            str(HARNESS / "django_bulk.py"),
             "--url",
             self.url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            cwd=BENCH,
+            cwd=HARNESS,
         )
         self.version = (await self._answer())["ready"]
 
@@ -490,13 +494,13 @@ async def bench_memory(run: Run, url: str) -> None:
         print(f"  memory: bulk_create of {rows:,} streamed rows in a fresh process", flush=True)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(BENCH / "memory_probe.py"),
+            str(HARNESS / "memory_probe.py"),
             "--rows",
             str(rows),
             "--url",
             url,
             stdout=asyncio.subprocess.PIPE,
-            cwd=BENCH,
+            cwd=HARNESS,
         )
         out, _ = await process.communicate()
         if process.returncode:

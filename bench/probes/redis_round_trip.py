@@ -1,7 +1,7 @@
 """What one cache read costs before any of baserepo's own work: the MGET a cached read sends
 (generation, entry of ~10 KB, lease), three ways, mean of --calls after a warm-up.
 
-    .venv/bin/python bench/redis_round_trip.py [--url redis://127.0.0.1:6379/0]
+    .venv/bin/python bench/probes/redis_round_trip.py [--url redis://127.0.0.1:6379/0]
 
 ``execute_command`` is what the cache backend calls; ``connection`` skips redis-py's pool and
 command layer; ``asyncio streams`` writes the RESP bytes itself. The spread between them is

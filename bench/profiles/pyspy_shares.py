@@ -2,7 +2,7 @@
 share of the samples under ``BaseRepository.<method>`` spent in each of the frames below it
 that belong to baserepo, SQLAlchemy, asyncpg, asyncmy or aiosqlite (inclusive), biggest first.
 
-    .venv/bin/python bench/pyspy_shares.py /tmp/profile.txt bulk_create [--top 25]
+    .venv/bin/python bench/profiles/pyspy_shares.py /tmp/profile.txt bulk_create [--top 25]
 """
 
 from __future__ import annotations

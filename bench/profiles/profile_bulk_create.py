@@ -2,7 +2,7 @@
 tests.models.User on PostgreSQL), as used for docs/performance.md:
 
     .venv/bin/py-spy record -f raw -r 500 -o /tmp/bulk.txt -- \\
-        .venv/bin/python bench/profile_bulk_create.py
+        .venv/bin/python bench/profiles/profile_bulk_create.py
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.models
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.models import Base, User
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 

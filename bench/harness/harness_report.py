@@ -1,4 +1,5 @@
-"""What ``bench/harness.py`` prints and writes: tables, the issue's bars, JSON and the chart."""
+"""What ``bench/harness/harness.py`` prints and writes: tables, the issue's bars, JSON and the
+chart."""
 
 from __future__ import annotations
 
@@ -410,7 +411,7 @@ def draw_chart(run: Any, index: Index, path: Path) -> bool:
                 tick.set_fontweight("bold")
     servers = ", ".join(f"{k} {v}" for k, v in run.versions.items() if k in LIMITS)
     fig.suptitle(
-        f"baserepo bench/harness.py: {os.cpu_count()} CPUs, "
+        f"baserepo bench/harness/harness.py: {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {servers}; median of {run.args.repeat} runs; "
         "bold = baserepo",
         fontsize=10,
@@ -551,7 +552,7 @@ def render_report(run: Any, elapsed: float) -> int:
     print(f"chart: {run.args.chart}" if chart else "chart: not drawn (matplotlib is not installed)")
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/harness.py", *run.args.argv]),
+        "command": " ".join(["python", "bench/harness/harness.py", *run.args.argv]),
         "elapsed_seconds": round(elapsed, 1),
         "machine": {
             "cpus": os.cpu_count(),

@@ -2,7 +2,7 @@
 PostgreSQL with the collector on and off, alternating, median of --repeat runs; the caller's
 own records stay alive meanwhile, as in an application. Quoted in docs/performance.md.
 
-    .venv/bin/python bench/gc_effect.py [--rows 100000] [--repeat 5]
+    .venv/bin/python bench/probes/gc_effect.py [--rows 100000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ import argparse
 import asyncio
 import gc
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, drop_tables, fresh_table, generate_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 

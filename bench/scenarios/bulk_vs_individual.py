@@ -1,8 +1,8 @@
 """Rows per second of ``repo.create`` in a loop versus ``repo.bulk_create``, and their ratio.
 
-    python bench/bulk_vs_individual.py                      # PostgreSQL and SQLite, 1k and 10k
-    python bench/bulk_vs_individual.py --databases sqlite --sizes 1000 --repeat 5
-    baserepo bench --databases postgresql                   # the same, from a source checkout
+    python bench/scenarios/bulk_vs_individual.py  # PostgreSQL and SQLite, 1k and 10k rows
+    python bench/scenarios/bulk_vs_individual.py --databases sqlite --sizes 1000 --repeat 5
+    baserepo bench --databases postgresql         # the same, from a source checkout
 
 Each measurement starts from a freshly created table and a new session; the three methods
 run in an order rotated on every repetition, and the median of ``--repeat`` runs is reported.
@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,21 +34,24 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from _users import user_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
+from common.users import user_model
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baserepo import BaseRepository, EventBus, EventType, RepositoryEvent, create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 SERVER_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench",
     "mariadb": "mysql+asyncmy://root@127.0.0.1:3306/baserepo_bench?charset=utf8mb4",
 }
 DATABASES = ("postgresql", "sqlite", "mariadb")
-RESULTS = Path(__file__).resolve().parent / "results" / "bulk_vs_individual.json"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "bulk_vs_individual.json"
 BAR = ("postgresql", 10_000, 50.0)
 """(database, rows, minimum bulk/individual ratio) the issue asks for."""
 

@@ -2,7 +2,12 @@
 n rows (the harness's users) both ways, alternating, median of --repeat runs. The printed table
 is the one behind ``COPY_MIN_ROWS`` in src/baserepo/_bulk/pg_copy.py (docs/performance.md).
 
-    .venv/bin/python bench/copy_threshold.py [--repeat 15]
+The one benchmark that reaches into the library: it sets the private ``COPY_MIN_ROWS`` of
+``baserepo._bulk.postgresql`` for each way, since no public setting picks the statement. A
+public hook would be a per-engine option of the PostgreSQL (asyncpg) bulk dialect, e.g. its
+smallest COPY batch; until there is one, this probe breaks loudly if the constant moves.
+
+    .venv/bin/python bench/probes/copy_threshold.py [--repeat 15]
 """
 
 from __future__ import annotations
@@ -10,19 +15,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, drop_tables, fresh_table, generate_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import baserepo._bulk.postgresql as pg_strategy
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_000)
 WAYS = {"arrays": 10**9, "COPY": 1}
 """The smallest batch that goes by COPY, per way (patched in for the run)."""
+
+
+def set_copy_min_rows(rows: int) -> None:
+    if not hasattr(pg_strategy, "COPY_MIN_ROWS"):
+        raise SystemExit("baserepo._bulk.postgresql.COPY_MIN_ROWS is gone: update this probe")
+    pg_strategy.COPY_MIN_ROWS = rows
 
 
 async def one_call(session: AsyncSession, rows: int, tag: str) -> float:
@@ -46,7 +61,7 @@ async def main(repeat: int) -> None:
             for run in range(repeat):
                 for size in SIZES:
                     for way, threshold in WAYS.items():
-                        pg_strategy.COPY_MIN_ROWS = threshold
+                        set_copy_min_rows(threshold)
                         seconds = await one_call(session, size, f"{way}{run}.{size}")
                         timings.setdefault((size, way), []).append(seconds)
         await drop_tables(engine)

@@ -4,8 +4,9 @@ the harness's rows and filter), the table ANALYZEd and checkpointed before each 
 autovacuum and the harness would. Median of ``--repeat`` runs, methods interleaved. The
 figures behind DEFAULT_CHANGE_BATCH_SIZE in docs/performance.md.
 
-    .venv/bin/python bench/change_batch_size.py
-    .venv/bin/python bench/change_batch_size.py --tables 100000 --batches 10000,50000 --repeat 5
+    .venv/bin/python bench/probes/change_batch_size.py
+    .venv/bin/python bench/probes/change_batch_size.py \\
+        --tables 100000 --batches 10000,50000 --repeat 5
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import argparse
 import asyncio
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import (
     COLUMNS,
     SALARY_CUTOFF,
@@ -33,7 +39,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baserepo import BaseRepository, EventBus, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 RAW_URL = "postgresql://postgres@127.0.0.1:5432/baserepo_bench"

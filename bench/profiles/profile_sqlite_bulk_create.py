@@ -2,7 +2,7 @@
 (bench/alternatives/data.py) into a fresh table on a temporary file, as in docs/performance.md:
 
     .venv/bin/py-spy record -f raw -r 500 -o /tmp/sqlite.txt -- \\
-        .venv/bin/python bench/profile_sqlite_bulk_create.py
+        .venv/bin/python bench/profiles/profile_sqlite_bulk_create.py
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, fresh_table, generate_rows
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -2,7 +2,7 @@
 the best size, on PostgreSQL, SQLite and MariaDB (median of 3). Printed table is the one in
 docs/performance.md.
 
-    .venv/bin/python bench/batch_size.py [rows]
+    .venv/bin/python bench/scenarios/batch_size.py [rows]
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _users import user_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
+from common.users import user_model
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 Base, BenchUser = user_model("bench_batch_users")
 SIZES: tuple[int | None, ...] = (50, 100, 250, 500, 1000, 2000, 5000, 10_000, None)

@@ -1,8 +1,8 @@
 """bulk_create on PostgreSQL with a pydantic create schema, side by side with plain mappings.
 
-    .venv/bin/python bench/typed_bulk_create.py             # 10,000 rows, median of 5
-    .venv/bin/python bench/typed_bulk_create.py --quick     # median of 3
-    .venv/bin/python bench/typed_bulk_create.py --rows 100000 --repeat 3
+    .venv/bin/python bench/probes/typed_bulk_create.py             # 10,000 rows, median of 5
+    .venv/bin/python bench/probes/typed_bulk_create.py --quick     # median of 3
+    .venv/bin/python bench/probes/typed_bulk_create.py --rows 100000 --repeat 3
 
 Three ways to hand the harness's rows (``alternatives/data.py``) to one ``bulk_create``:
 
@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from datetime import datetime  # noqa: TC003 - pydantic reads the annotation at runtime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, fresh_table, generate_rows
 from pydantic import BaseModel
@@ -31,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baserepo import BaseRepository, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,9 +1,9 @@
 """Microseconds of a cached ``repo.list(limit=100)``: a hit, a miss, the same query with no
 cache, and the raw floor a hit cannot beat, all measured in one run; the issue's three ratios.
 
-    python bench/cache_hit_miss.py                       # 5 repetitions of 500 iterations
-    python bench/cache_hit_miss.py --quick               # a smoke run: 3 x 60, no JSON
-    python bench/cache_hit_miss.py --iterations 1000 --repeat 7
+    python bench/scenarios/cache_hit_miss.py                       # 5 repetitions of 500 iterations
+    python bench/scenarios/cache_hit_miss.py --quick               # a smoke run: 3 x 60, no JSON
+    python bench/scenarios/cache_hit_miss.py --iterations 1000 --repeat 7
 
 PostgreSQL (``BASEREPO_BENCH_POSTGRESQL_URL``, default the local ``baserepo_bench``, created
 if missing) holds a fresh table of 1,000 users; Redis (``--redis-url`` or
@@ -21,8 +21,9 @@ the previous one, and any other set-up, happens off the clock):
   (defaults: usage tracking on) and a current entry.
 - ``uncached``: the same call on a repository without ``cache_config``.
 - ``miss``: the cached repository after the entry was made stale (its generation bumped,
-  untimed). The caller gets its rows before the fill reaches Redis; the fill runs in the
-  background and is reported, untimed by the bars, as ``fill (background)``.
+  untimed, by ``invalidate_cache()`` with a pattern that matches no key). The caller gets
+  its rows before the fill reaches Redis; the fill runs in the background and is reported,
+  untimed by the bars, as ``fill (background)``.
 - ``no cache``: as ``uncached``, measured alternating with ``miss`` so each pair sees the
   same conditions.
 
@@ -55,7 +56,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 import sqlalchemy
-from _users import user_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
+from common.users import user_model
 from redis.asyncio import Redis
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -63,7 +67,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from baserepo import BaseRepository, CacheConfig, create_engine
 
 # The demo's helper: CREATE DATABASE on the server when it is missing.
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -72,7 +76,9 @@ DATABASE_URL = os.environ.get(
     "BASEREPO_BENCH_POSTGRESQL_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 )
 REDIS_URL = os.environ.get("BASEREPO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-RESULTS = Path(__file__).resolve().parent / "results" / "cache_hit_miss.json"
+STALE_ONLY = "bench-matches-no-key"
+"""invalidate_cache() pattern: deletes nothing, only moves the generation."""
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "cache_hit_miss.json"
 USERS = 1_000
 LIMIT = 100
 WARMUP_CALLS = 50
@@ -134,11 +140,6 @@ class Bench:
         """Timed hits that were not hits, misses that were not misses."""
         self.fill_us: list[float] = []
 
-    @property
-    def generation_key(self) -> str:
-        assert self.cached._cache is not None
-        return self.cached._cache.keys.generation
-
     async def prepare(self) -> None:
         rows = await self.plain.list(limit=LIMIT)
         await self.plain_session.commit()
@@ -185,7 +186,9 @@ class Bench:
             self._expect("hit", before)
             _check_rows(rows)
         elif kind == "miss":
-            await self.config.backend.bump(self.generation_key)  # the entry is now stale
+            # The entry is now stale: invalidate_cache() deletes the keys its pattern matches
+            # (none here) and moves the model's generation, the public way to a bump.
+            await self.cached.invalidate_cache(STALE_ONLY)
             await self.config.settle()
             await self.cached_session.commit()
             before = self._lookups()
@@ -399,7 +402,7 @@ async def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/cache_hit_miss.py", *args.argv]),
+        "command": " ".join(["python", "bench/scenarios/cache_hit_miss.py", *args.argv]),
         "python": platform.python_version(),
         "sqlalchemy": sqlalchemy.__version__,
         "redis_py": redis.__version__,

@@ -3,7 +3,7 @@ harness's rows in one transaction, and in batches of 2,000 / 10,000 with or with
 after each, median of --repeat runs. The reason bulk_create's PostgreSQL default batch is
 10,000 (docs/performance.md).
 
-    .venv/bin/python bench/copy_commits.py [--repeat 3]
+    .venv/bin/python bench/probes/copy_commits.py [--repeat 3]
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import COLUMNS, as_tuple, generate_rows
 
 DSN = "postgresql://postgres@127.0.0.1:5432/baserepo_bench"

@@ -3,17 +3,22 @@ and profile_sqlite_bulk_create.py: MariaDB bulk_create, and PostgreSQL bulk_upda
 hard bulk_delete by filter (30% of a 100,000-row table, the harness's rows and filter).
 
     .venv/bin/py-spy record -f raw -r 500 -o /tmp/mariadb.txt -- \\
-        .venv/bin/python bench/profile_bulk_paths.py mariadb_create
-    .venv/bin/python bench/pyspy_shares.py /tmp/mariadb.txt bulk_create
+        .venv/bin/python bench/profiles/profile_bulk_paths.py mariadb_create
+    .venv/bin/python bench/profiles/pyspy_shares.py /tmp/mariadb.txt bulk_create
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import (
     SALARY_CUTOFF,
     BenchStaff,
@@ -25,7 +30,7 @@ from alternatives.postgresql import RawAsyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from baserepo import BaseRepository, EventBus, create_engine
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 POSTGRESQL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
 MARIADB = "mysql+asyncmy://root@127.0.0.1:3306/baserepo_bench?charset=utf8mb4"

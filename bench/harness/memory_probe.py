@@ -1,8 +1,8 @@
 """Peak RSS growth of one ``bulk_create`` fed by an async generator, in a fresh process.
 
-    python bench/memory_probe.py --rows 1000000 [--url postgresql+asyncpg://...]
+    python bench/harness/memory_probe.py --rows 1000000 [--url postgresql+asyncpg://...]
 
-Run by ``bench/harness.py`` once per size, each in a process of its own so that one run's
+Run by ``bench/harness/harness.py`` once per size, each in a process of its own so that one run's
 peak cannot hide another's. The process imports everything, connects, and runs an untimed
 2,000-row ``bulk_create`` (so statement caches, compiled SQL and the code itself are loaded)
 on a fresh table; then it resets the kernel's peak-RSS mark, streams ``--rows`` rows from an
@@ -26,6 +26,9 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, drop_tables, fresh_table, stream_rows
 from alternatives.ours import Baserepo

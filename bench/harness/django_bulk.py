@@ -1,8 +1,8 @@
 """Django's ``bulk_create`` on PostgreSQL (psycopg 3), in a process of its own.
 
-    python bench/django_bulk.py --url postgresql://postgres@127.0.0.1:5432/baserepo_bench
+    python bench/harness/django_bulk.py --url postgresql://postgres@127.0.0.1:5432/baserepo_bench
 
-Run by ``bench/harness.py``, which keeps it alive for the whole run so that Django starts
+Run by ``bench/harness/harness.py``, which keeps it alive for the whole run so that Django starts
 once: it reads one JSON request per line on stdin, ``{"rows": 10000, "tag": "s10000r0"}``,
 builds those rows exactly as the harness does (``alternatives.data.generate_rows``), recreates
 its own table ``bench_django_users`` (untimed), times ``Model.objects.bulk_create`` inside
@@ -19,10 +19,14 @@ import gc
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import django
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import generate_rows
 from django.conf import settings
 

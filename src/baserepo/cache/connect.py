@@ -1,0 +1,53 @@
+"""A Redis client from a URL, for the cache's ``redis_client=`` (``CacheConfig``).
+
+redis-py itself is imported by one module of baserepo, the Redis backend (``_redis.py``); this
+one takes the client class from there, so that rule holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["connect_redis"]
+
+
+async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
+    """A ``redis.asyncio.Redis`` client for ``url``, checked with a PING.
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
+            ``unix://...``, as ``redis.asyncio.Redis.from_url`` takes it.
+        connect_timeout: seconds to wait for the connection.
+
+    Raises:
+        ConfigurationError: redis-py is not installed (``pip install 'baserepo[redis]'``).
+        ConnectionError: the server does not answer; the message names the URL without its
+            password.
+    """
+    try:
+        from . import _redis
+    except ImportError:
+        raise ConfigurationError(
+            "a Redis URL needs redis-py: pip install 'baserepo[redis]'"
+        ) from None
+    # redis-py's client class, as the backend module imported it (it is not in its __all__).
+    redis_class = _redis.Redis  # type: ignore[attr-defined]
+    client = redis_class.from_url(url, socket_connect_timeout=connect_timeout)
+    try:
+        await client.ping()
+    except Exception as error:
+        await client.aclose()
+        raise ConnectionError(f"Redis unreachable at {_redacted(url)}: {error}") from error
+    return client
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
