@@ -5,8 +5,8 @@ every repetition, median of ``--repeat``. On a shared machine this is the fair b
 load that comes and goes hits both versions alike.
 
     git archive <commit> | tar -x -C /tmp/baseline      # the version to compare with
-    .venv/bin/python bench/change_baseline.py --baseline /tmp/baseline/src/baserepo
-    .venv/bin/python bench/change_baseline.py --baseline ... --tables 500000 --batches 50000
+    .venv/bin/python bench/probes/change_baseline.py --baseline /tmp/baseline/src/baserepo
+    .venv/bin/python bench/probes/change_baseline.py --baseline ... --tables 500000 --batches 50000
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
+
 from alternatives.data import COLUMNS, SALARY_CUTOFF, as_tuple, fresh_table, generate_rows
 from alternatives.data import BenchStaff as Staff
 from change_batch_size import CHANGES, RAW_URL, URL, Timed, core, ours
 
 import baserepo
-from baserepo._demo import ensure_database
+from baserepo.testing import ensure_database
 
 if TYPE_CHECKING:
     from types import ModuleType
