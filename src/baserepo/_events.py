@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ class RepositoryEvent:
     """Created: the records as written, one per id. Updated: the changes applied to all ids."""
     bulk: bool = False
     """True when the event reports one batch of a bulk operation."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 EventHandler = Callable[[RepositoryEvent], Awaitable[None]]

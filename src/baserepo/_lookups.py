@@ -17,6 +17,7 @@ collation, they are rendered with ``GLOB`` instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, func, true
@@ -174,29 +175,34 @@ def _like(
 
 LookupFn = Callable[[str, Column, Any], Condition]
 
-LOOKUPS: dict[str, LookupFn] = {
-    "exact": _exact,
-    "iexact": lambda k, c, v: func.lower(c) == func.lower(_text(k, v)),
-    "ne": _ne,
-    "lt": lambda k, c, v: c < _not_none(k, v),
-    "lte": lambda k, c, v: c <= _not_none(k, v),
-    "gt": lambda k, c, v: c > _not_none(k, v),
-    "gte": lambda k, c, v: c >= _not_none(k, v),
-    "in": _in,
-    "not_in": _not_in,
-    "range": _between,
-    "isnull": _isnull,
-    "isnotnull": _isnotnull,
-    "startswith": _like(lambda c, v: c.startswith(v, autoescape=True), lambda v: f"{_glob(v)}*"),
-    "istartswith": _like(lambda c, v: c.istartswith(v, autoescape=True)),
-    "endswith": _like(lambda c, v: c.endswith(v, autoescape=True), lambda v: f"*{_glob(v)}"),
-    "iendswith": _like(lambda c, v: c.iendswith(v, autoescape=True)),
-    "contains": _like(lambda c, v: c.contains(v, autoescape=True), lambda v: f"*{_glob(v)}*"),
-    "icontains": _like(lambda c, v: c.icontains(v, autoescape=True)),
-    "like": _like(lambda c, v: c.like(v), lambda v: v.translate(_GLOB_FROM_LIKE)),
-    "ilike": _like(lambda c, v: c.ilike(v)),
-}
-"""Every supported lookup; a key without ``__lookup`` means ``exact``."""
+LOOKUPS: Mapping[str, LookupFn] = MappingProxyType(
+    {
+        "exact": _exact,
+        "iexact": lambda k, c, v: func.lower(c) == func.lower(_text(k, v)),
+        "ne": _ne,
+        "lt": lambda k, c, v: c < _not_none(k, v),
+        "lte": lambda k, c, v: c <= _not_none(k, v),
+        "gt": lambda k, c, v: c > _not_none(k, v),
+        "gte": lambda k, c, v: c >= _not_none(k, v),
+        "in": _in,
+        "not_in": _not_in,
+        "range": _between,
+        "isnull": _isnull,
+        "isnotnull": _isnotnull,
+        "startswith": _like(
+            lambda c, v: c.startswith(v, autoescape=True), lambda v: f"{_glob(v)}*"
+        ),
+        "istartswith": _like(lambda c, v: c.istartswith(v, autoescape=True)),
+        "endswith": _like(lambda c, v: c.endswith(v, autoescape=True), lambda v: f"*{_glob(v)}"),
+        "iendswith": _like(lambda c, v: c.iendswith(v, autoescape=True)),
+        "contains": _like(lambda c, v: c.contains(v, autoescape=True), lambda v: f"*{_glob(v)}*"),
+        "icontains": _like(lambda c, v: c.icontains(v, autoescape=True)),
+        "like": _like(lambda c, v: c.like(v), lambda v: v.translate(_GLOB_FROM_LIKE)),
+        "ilike": _like(lambda c, v: c.ilike(v)),
+    }
+)
+"""Every supported lookup; a key without ``__lookup`` means ``exact``. Read-only: a lookup
+added at run time by one module would change every repository's filters."""
 
 
 def split_key(info: ModelInfo, key: str) -> tuple[str, str]:

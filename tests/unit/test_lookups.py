@@ -257,3 +257,8 @@ def test_every_public_name_is_in_all() -> None:
         if not name.startswith("_") and type(value).__name__ != "module"
     }
     assert public <= set(baserepo.__all__)
+
+
+def test_the_lookup_table_is_read_only() -> None:
+    with pytest.raises(TypeError):
+        LOOKUPS["startswith_x"] = LOOKUPS["startswith"]  # type: ignore[index]
