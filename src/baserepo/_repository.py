@@ -3,14 +3,12 @@ transactions and events."""
 
 from __future__ import annotations
 
-import datetime as dt
 import typing
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -19,33 +17,23 @@ from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk._retry import DEFAULT_RETRY, RetryPolicy
 from ._bulk.changes import BulkChanges
-from ._errors import is_unavailable, translate
-from ._events import EventBus, EventType, RepositoryEvent, default_event_bus
+from ._effects import WriteEffects
+from ._events import EventBus, EventType, default_event_bus
 from ._identity import (
     adopt,
-    can_refresh,
-    forget_deleted,
     has_pending_changes,
-    sync_changed,
     with_onupdate_values,
 )
-from ._lookups import build_filters, filtered_attrs, typed_filters
+from ._lookups import build_filters, typed_filters
 from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
-from ._orm_writes import note_read_opened, read_only_since_our_read, track_writes
+from ._orm_writes import track_writes
 from ._records import RecordPreparer
 from ._schemas import declared_schemas
-from ._transactions import (
-    after_commit,
-    atomic,
-    caller_owns_transaction,
-    finish_despite_cancellation,
-    invalidation_key,
-    mark_written,
-)
+from ._soft_delete import SoftDelete
+from ._statements import TranslatedUnit, read_all, read_one
 from .cache._codec import RowCodec
 from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
-from .exceptions import ConfigurationError
 
 if typing.TYPE_CHECKING:
     import builtins
@@ -124,7 +112,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self.session = session
         self.event_bus = event_bus if event_bus is not None else default_event_bus
         self._info: ModelInfo = model_info(model)
-        self._soft_delete_attr = self._info.soft_delete_attr(soft_delete_column)
+        self._soft = SoftDelete(self._info, soft_delete_column)
         self._schemas = (create_schema, update_schema)
         self._preparer_cache: RecordPreparer | None = None
         self._soft_delete_column = soft_delete_column
@@ -137,6 +125,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self._cache: QueryCache | None = (
             cache_config.query_cache(self._info) if cache_config is not None else None
         )
+        self._effects = WriteEffects(session, self._info, self._cache, self.event_bus)
         # Writes through the session itself (flushes, ORM-enabled DML) invalidate this cache.
         track_writes(session, model, self._cache)
 
@@ -144,7 +133,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
     @property
     def supports_soft_delete(self) -> bool:
-        return self._soft_delete_attr is not None
+        return self._soft.supported
 
     @property
     def _preparer(self) -> RecordPreparer:
@@ -163,8 +152,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
         async def load() -> ModelT | None:
             query = select(self.model).where(self._pk == id)
-            found: ModelT | None = await self._scalar(
-                self._hide_deleted(query, {}, include_deleted)
+            found: ModelT | None = await read_one(
+                self.session, self._soft.hide(query, {}, include_deleted)
             )
             return found
 
@@ -180,10 +169,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             return []
 
         async def load() -> builtins.list[ModelT]:
-            query = self._hide_deleted(
+            query = self._soft.hide(
                 select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
             )
-            rows = await self._scalars(query)
+            rows = await read_all(self.session, query)
             found = {getattr(row, self._info.pk_attr): row for row in rows}
             return [found[i] for i in wanted if i in found]
 
@@ -208,13 +197,13 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         ordering = order_clauses(self._info, order_by)
 
         async def load() -> builtins.list[ModelT]:
-            query = self._hide_deleted(select(self.model).where(condition), merged, include_deleted)
+            query = self._soft.hide(select(self.model).where(condition), merged, include_deleted)
             query = query.order_by(*ordering)
             if limit is not None:
                 query = query.limit(limit)
             if offset:
                 query = query.offset(offset)
-            return await self._scalars(query)
+            return await read_all(self.session, query)
 
         spec = {
             "filters": merged,
@@ -239,8 +228,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
         async def load() -> int:
             query = select(func.count()).select_from(self._info.table).where(condition)
-            query = self._hide_deleted(query, merged, include_deleted)
-            return int(await self._scalar(query) or 0)
+            query = self._soft.hide(query, merged, include_deleted)
+            return int(await read_one(self.session, query) or 0)
 
         spec = {"filters": merged, "include_deleted": include_deleted}
         return await self._through_cache("count", spec, load, _COUNT)
@@ -255,8 +244,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     ) -> bool:
         merged = _merge(filters, filter_kwargs)
         query = select(self._pk).where(self._where(merged))
-        query = self._hide_deleted(query, merged, include_deleted).limit(1)
-        return await self._scalar(query) is not None
+        query = self._soft.hide(query, merged, include_deleted).limit(1)
+        return await read_one(self.session, query) is not None
 
     # -- single-row writes ---------------------------------------------------------------
 
@@ -264,26 +253,26 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         """Insert one row and return it; raises RecordValidationError or IntegrityConflictError."""
         values = self._preparer.for_create(data)
         instance = self.model(**values)
-        async with self._writing():
+        async with TranslatedUnit(self.session):
             self.session.add(instance)
             await self.session.flush()
             new_id = getattr(instance, self._info.pk_attr)
-            self._emit(EventType.CREATED, [new_id], [values])
+            self._effects.wrote(EventType.CREATED, [new_id], [values])
         return await self._fresh(instance)
 
     async def update(self, id: Any, data: UpdateSchemaT | Mapping[str, Any]) -> ModelT | None:
         """Apply ``data`` to the row ``id``; None when there is no such (visible) row."""
         values = self._preparer.for_update(data)
-        async with self._writing():
-            instance = await self._scalar(
-                self._hide_deleted(select(self.model).where(self._pk == id), {}, False)
+        async with TranslatedUnit(self.session):
+            instance = await read_one(
+                self.session, self._soft.hide(select(self.model).where(self._pk == id), {}, False)
             )
             if instance is None:
                 return None
             for attr, value in values.items():
                 setattr(instance, attr, value)
             await self.session.flush()
-            self._emit(EventType.UPDATED, [id], [values])
+            self._effects.wrote(EventType.UPDATED, [id], [values])
         return await self._fresh(instance)
 
     async def delete(self, id: Any, soft_delete: bool | None = None) -> bool:
@@ -292,37 +281,35 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         ``soft_delete=None`` means soft when the model has the soft-delete column, hard
         otherwise; ``True`` on a model without it raises ConfigurationError.
         """
-        soft = self._resolve_soft(soft_delete)
+        soft = self._soft.resolve(soft_delete)
         statement: Any
         if soft:
-            column = getattr(self.model, self._soft_attr)
             statement = (
                 update(self.model)
-                .where(self._pk == id, column.is_(None))
-                .values({self._soft_attr: self._now()})
+                .where(self._pk == id, self._soft.alive())
+                .values({self._soft.required_attr: self._soft.now()})
             )
         else:
             statement = delete(self.model).where(self._pk == id)
-        async with self._writing():
+        async with TranslatedUnit(self.session):
             done = _rowcount(await self.session.execute(statement)) > 0
             if done:
-                self._emit(EventType.SOFT_DELETED if soft else EventType.DELETED, [id], [])
+                self._effects.wrote(EventType.SOFT_DELETED if soft else EventType.DELETED, [id], [])
         # ORM-enabled statements: SQLAlchemy itself brings the identity map in line
         # (synchronize_session="auto"), for delete() and restore() alike.
         return done
 
     async def restore(self, id: Any) -> ModelT | None:
         """Undo a soft delete; None when the row does not exist or is not deleted."""
-        column = getattr(self.model, self._soft_attr)
         statement = (
             update(self.model)
-            .where(self._pk == id, column.is_not(None))
-            .values({self._soft_attr: None})
+            .where(self._pk == id, self._soft.deleted())
+            .values({self._soft.required_attr: None})
         )
-        async with self._writing():
+        async with TranslatedUnit(self.session):
             restored = _rowcount(await self.session.execute(statement)) > 0
             if restored:
-                self._emit(EventType.RESTORED, [id], [])
+                self._effects.wrote(EventType.RESTORED, [id], [])
         return await self.get(id) if restored else None
 
     # -- bulk writes ---------------------------------------------------------------------
@@ -368,7 +355,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             data_list,
             batch_size=batch_size,
             ignore_conflicts=ignore_conflicts,
-            on_batch=self._batch_emitter(EventType.CREATED, emit_events, with_rows=True),
+            on_batch=self._effects.per_batch(EventType.CREATED, emit_events, with_rows=True),
             progress=progress,
             isolate_errors=isolate_errors,
         )
@@ -405,7 +392,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             condition,
             values=values,
             batch_size=batch_size,
-            on_batch=self._batch_emitter(
+            on_batch=self._effects.per_batch(
                 EventType.UPDATED, emit_events, with_rows=True, written=values, event_row=requested
             ),
             progress=progress,
@@ -428,22 +415,22 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         ``all_rows=True`` (with ``filters={}``).
         """
         check_batch_size(batch_size)
-        soft = self._resolve_soft(soft_delete)
+        soft = self._soft.resolve(soft_delete)
         condition = self._condition(filters, include_deleted)
         check_whole_table("bulk_delete", filters, all_rows)
         values = None
         if soft:
             # Stamping an already-deleted row again would only move its deletion date.
-            condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
+            condition = and_(condition, self._soft.alive())
             values = with_onupdate_values(
-                self._info, self._preparer.to_columns({self._soft_attr: self._now()})
+                self._info, self._preparer.to_columns({self._soft.required_attr: self._soft.now()})
             )
         changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
             batch_size=batch_size,
-            on_batch=self._batch_emitter(
+            on_batch=self._effects.per_batch(
                 EventType.SOFT_DELETED if soft else EventType.DELETED,
                 emit_events,
                 with_rows=False,
@@ -503,28 +490,6 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         column: ColumnElement[Any] = getattr(self.model, self._info.pk_attr)
         return column
 
-    @property
-    def _soft_attr(self) -> str:
-        if self._soft_delete_attr is None:
-            raise ConfigurationError(
-                f"{self.model.__name__} has no soft-delete column; "
-                "pass soft_delete=False to delete permanently"
-            )
-        return self._soft_delete_attr
-
-    def _resolve_soft(self, soft_delete: bool | None) -> bool:
-        if soft_delete is None:
-            return self.supports_soft_delete
-        if soft_delete:
-            _ = self._soft_attr  # raises with a clear message when unsupported
-        return soft_delete
-
-    def _now(self) -> dt.datetime:
-        column = self._info.columns[self._soft_attr]
-        now = dt.datetime.now(dt.UTC)
-        timezone_aware = getattr(column.type, "timezone", False)
-        return now if timezone_aware else now.replace(tzinfo=None)
-
     def _where(self, filters: Filters) -> ColumnElement[bool]:
         return build_filters(self._info, filters)
 
@@ -534,25 +499,9 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
                 f"filters must be a mapping of field__lookup to value, got {type(filters).__name__}"
             )
         condition = self._where(filters)
-        if self._hides_deleted(filters, include_deleted):
-            condition = and_(condition, getattr(self.model, self._soft_attr).is_(None))
+        if self._soft.hides(filters, include_deleted):
+            condition = and_(condition, self._soft.alive())
         return condition
-
-    def _hides_deleted(self, filters: Filters, include_deleted: bool) -> bool:
-        # Naming the soft-delete column in a filter means the caller is asking about
-        # deleted rows themselves (the guide's cleanup: deleted_at__lt + __isnotnull).
-        return (
-            self._soft_delete_attr is not None
-            and not include_deleted
-            and self._soft_delete_attr not in filtered_attrs(self._info, filters)
-        )
-
-    def _hide_deleted(
-        self, query: Select[Any], filters: Filters, include_deleted: bool
-    ) -> Select[Any]:
-        if self._hides_deleted(filters, include_deleted):
-            return query.where(getattr(self.model, self._soft_attr).is_(None))
-        return query
 
     async def _bulk_engine(self) -> BulkEngine:
         strategy = await self._bulk_strategy()
@@ -564,62 +513,6 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             # Some capabilities (MariaDB's RETURNING) are known only once connected.
             await self.session.connection()
         return insert_strategy_for(dialect)
-
-    def _writing(self) -> Any:
-        return _Writing(self.session)
-
-    def _emit(self, kind: EventType, ids: Sequence[Any], data: Sequence[Mapping[str, Any]]) -> None:
-        self._invalidate_after_commit()
-        event = RepositoryEvent(kind, self.model, tuple(ids), tuple(data))
-        after_commit(self.session, lambda: self.event_bus.publish(event))
-
-    def _batch_emitter(
-        self,
-        kind: EventType,
-        enabled: bool,
-        *,
-        with_rows: bool,
-        written: Mapping[str, Any] | None = None,
-        event_row: Mapping[str, Any] | None = None,
-        deletes: bool = False,
-    ) -> Any:
-        """The bulk engine's per-batch callback: keep the session's objects true, then queue
-        the invalidation and the event for after the commit.
-
-        ``written``: the column values a change statement set on every row of the batch;
-        ``event_row``: what its events carry instead of the batch's rows;
-        ``deletes``: the rows are gone."""
-        if not enabled and self._cache is None and written is None and not deletes:
-            return None
-
-        def on_batch(ids: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> None:
-            if deletes:
-                forget_deleted(self.session, self._info, ids)
-            elif written is not None:
-                sync_changed(self.session, self._info, ids, written)
-            self._invalidate_after_commit()
-            if not enabled:
-                return
-            event = RepositoryEvent(
-                kind,
-                self.model,
-                tuple(ids),
-                ((event_row,) if event_row is not None else tuple(rows)) if with_rows else (),
-                bulk=True,
-            )
-            after_commit(self.session, lambda: self.event_bus.publish(event))
-
-        return on_batch
-
-    def _invalidate_after_commit(self) -> None:
-        cache = self._cache
-        if cache is None:
-            return
-        mark_written(self.session, self.model)
-        # Invalidate after commit, never before: a reader in between would re-cache the old
-        # row. Queued first, so event handlers that read already see fresh data; keyed, so a
-        # transaction that wrote many batches bumps the generation once.
-        after_commit(self.session, cache.invalidate, key=invalidation_key(cache))
 
     async def _through_cache(
         self,
@@ -648,59 +541,6 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         if sa_inspect(instance).expired:
             await self.session.refresh(instance)
         return instance
-
-    async def _scalar(self, query: Any) -> Any:
-        return (await self._read(query)).scalar_one_or_none()
-
-    async def _scalars(self, query: Any) -> builtins.list[Any]:
-        return list((await self._read(query)).scalars())
-
-    async def _read(self, query: Any) -> Any:
-        """Run a read: objects it returns hold the database's values (see ``_identity``)."""
-        session = self.session
-        opens_transaction = session.sync_session.get_transaction() is None
-        if can_refresh(session):
-            query = query.execution_options(populate_existing=True)
-        try:
-            result = await session.execute(query)
-        except sa_exc.SQLAlchemyError as error:
-            if not caller_owns_transaction(session) and (
-                opens_transaction or read_only_since_our_read(session) or is_unavailable(error)
-            ):
-                # Our own read opened this transaction and nothing was written in it (or its
-                # connection is gone, and with it the transaction): roll it back, or the
-                # session refuses every later statement ("current transaction is aborted",
-                # "Can't reconnect until invalid transaction is rolled back").
-                await finish_despite_cancellation(session.rollback())
-            raise translate(error) from error
-        if opens_transaction:
-            note_read_opened(session)
-        return result
-
-
-class _Writing:
-    """``atomic()`` with database errors translated once, at this boundary."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._unit = atomic(session)
-
-    async def __aenter__(self) -> None:
-        try:
-            await self._unit.__aenter__()
-        except sa_exc.SQLAlchemyError as error:
-            raise translate(error) from error
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        try:
-            suppressed = await self._unit.__aexit__(*exc_info)
-        except sa_exc.SQLAlchemyError as error:
-            raise translate(error) from error
-        # An error raised by the block itself (a flush refused by a unique constraint) has
-        # just been rolled back above; atomic() re-raises it unchanged, so translate it here.
-        raised = exc_info[1]
-        if not suppressed and isinstance(raised, sa_exc.SQLAlchemyError):
-            raise translate(raised) from raised
-        return suppressed
 
 
 def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[str, Any]:
