@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._insert import Row
     from .dialect import BulkDialect
 
-__all__ = ["BatchCommitted", "BulkEngine", "ProgressCallback"]
+__all__ = ["BulkEngine"]
 
 
 class BulkEngine:
