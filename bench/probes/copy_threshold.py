@@ -1,11 +1,12 @@
 """Where COPY starts to beat the array statement on PostgreSQL: bulk_create of one batch of
 n rows (the harness's users) both ways, alternating, median of --repeat runs. The printed table
-is the one behind ``COPY_MIN_ROWS`` in src/baserepo/_bulk/pg_copy.py (docs/performance.md).
+is the one behind ``copy_min_rows`` of the asyncpg bulk dialect
+(src/baserepo/_bulk/postgresql_asyncpg.py, docs/performance.md).
 
-The one benchmark that reaches into the library: it sets the private ``COPY_MIN_ROWS`` of
-``baserepo._bulk.postgresql`` for each way, since no public setting picks the statement. A
-public hook would be a per-engine option of the PostgreSQL (asyncpg) bulk dialect, e.g. its
-smallest COPY batch; until there is one, this probe breaks loudly if the constant moves.
+The one benchmark that reaches into the library: no public setting picks the statement, so it
+sets ``copy_min_rows``, the documented knob of the engine's own bulk dialect
+(``baserepo._bulk.bulk_dialect_for``), for each way. No module-level constant is patched; the
+knob lives on the one bulk dialect of this engine, so other engines are untouched.
 
     .venv/bin/python bench/probes/copy_threshold.py [--repeat 15]
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: alternatives, common
 
 from alternatives.data import BenchUser, drop_tables, fresh_table, generate_rows
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-import baserepo._bulk.postgresql as pg_strategy
 from baserepo import BaseRepository, create_engine
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from baserepo.testing import ensure_database
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/baserepo_bench"
@@ -34,10 +36,11 @@ WAYS = {"arrays": 10**9, "COPY": 1}
 """The smallest batch that goes by COPY, per way (patched in for the run)."""
 
 
-def set_copy_min_rows(rows: int) -> None:
-    if not hasattr(pg_strategy, "COPY_MIN_ROWS"):
-        raise SystemExit("baserepo._bulk.postgresql.COPY_MIN_ROWS is gone: update this probe")
-    pg_strategy.COPY_MIN_ROWS = rows
+def set_copy_min_rows(engine: AsyncEngine, rows: int) -> None:
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)  # the engine is connected by now
+    if not isinstance(bulk, AsyncpgPostgresqlDialect):
+        raise SystemExit(f"{URL} did not get the asyncpg bulk dialect (COPY): {bulk!r}")
+    bulk.copy_min_rows = rows
 
 
 async def one_call(session: AsyncSession, rows: int, tag: str) -> float:
@@ -61,7 +64,7 @@ async def main(repeat: int) -> None:
             for run in range(repeat):
                 for size in SIZES:
                     for way, threshold in WAYS.items():
-                        set_copy_min_rows(threshold)
+                        set_copy_min_rows(engine, threshold)
                         seconds = await one_call(session, size, f"{way}{run}.{size}")
                         timings.setdefault((size, way), []).append(seconds)
         await drop_tables(engine)

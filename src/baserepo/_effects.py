@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from ._bulk.engine import BatchCommitted
+    from ._bulk.tally import BatchCommitted
     from ._events import EventBus
     from ._model import ModelInfo
     from .cache._query_cache import QueryCache

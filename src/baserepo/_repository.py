@@ -13,10 +13,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ._arguments import check_batch_size, check_records, check_whole_table
-from ._bulk import BulkEngine, InsertStrategy, insert_strategy_for
+from ._bulk import BulkChanges, BulkDialect, BulkEngine, bulk_dialect_for
 from ._bulk._batching import DEFAULT_BATCH_SIZE
 from ._bulk._retry import DEFAULT_RETRY, RetryPolicy
-from ._bulk.changes import BulkChanges
 from ._effects import WriteEffects
 from ._events import EventBus, EventType, default_event_bus
 from ._identity import (
@@ -38,7 +37,7 @@ from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
 if typing.TYPE_CHECKING:
     import builtins
 
-    from ._bulk.engine import ProgressCallback
+    from ._bulk.tally import ProgressCallback
     from ._results import BulkOperationResult
     from .cache._query_cache import QueryCache
 
@@ -387,7 +386,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         values = with_onupdate_values(self._info, values)
         condition = self._condition(filters, include_deleted)
         check_whole_table("bulk_update", filters, all_rows)
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
+        changes = BulkChanges(self.session, self._info, await self._bulk_dialect(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -425,7 +424,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             values = with_onupdate_values(
                 self._info, self._preparer.to_columns({self._soft.required_attr: self._soft.now()})
             )
-        changes = BulkChanges(self.session, self._info, await self._bulk_strategy(), self._retry)
+        changes = BulkChanges(self.session, self._info, await self._bulk_dialect(), self._retry)
         return await changes.change_where(
             condition,
             values=values,
@@ -504,15 +503,15 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return condition
 
     async def _bulk_engine(self) -> BulkEngine:
-        strategy = await self._bulk_strategy()
-        return BulkEngine(self.session, self._info, self._preparer, strategy, self._retry)
+        dialect = await self._bulk_dialect()
+        return BulkEngine(self.session, self._info, self._preparer, dialect, self._retry)
 
-    async def _bulk_strategy(self) -> InsertStrategy:
+    async def _bulk_dialect(self) -> BulkDialect:
         dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect
         if dialect.server_version_info is None:
             # Some capabilities (MariaDB's RETURNING) are known only once connected.
             await self.session.connection()
-        return insert_strategy_for(dialect)
+        return bulk_dialect_for(dialect)
 
     async def _through_cache(
         self,

@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, FailureKind
-from baserepo._bulk.pg_copy import COPY_MIN_ROWS, copy_target
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from tests.models import User
 
-SIZE = max(2_500, 2 * COPY_MIN_ROWS + 300)
+SIZE = 2_500
 """More than two COPY batches at batch_size=1_000, with a remainder batch."""
 
 
@@ -193,7 +194,9 @@ async def test_postgresql_tables_of_every_shape_get_aligned_ids(
 ) -> None:
     records = [{"code": f"c{i}"} for i in range(SIZE)]
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        target = await copy_target(session, model.__table__, "id")
+        bulk = bulk_dialect_for(engine.sync_engine.dialect)
+        assert isinstance(bulk, AsyncpgPostgresqlDialect)
+        target = await bulk.copy_target(session, model.__table__, "id")
         assert (target is not None) is by_copy
         await session.commit()
         result = await BaseRepository(model, session).bulk_create(records, batch_size=1_000)

@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from baserepo import BaseRepository, FailureKind, create_engine
-from baserepo._bulk import sqlite as sqlite_bulk
+from baserepo._bulk import bulk_dialect_for
 
 
 class Base(DeclarativeBase):
@@ -148,9 +148,9 @@ async def session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
 
 
 @pytest.fixture
-def few_rows_per_statement(monkeypatch: pytest.MonkeyPatch) -> None:
+def few_rows_per_statement(monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine) -> None:
     """A parameter limit of 60 (10 rows of 6 columns): batches take several statements."""
-    monkeypatch.setattr(sqlite_bulk.insert_strategy(), "max_parameters", 60)
+    monkeypatch.setattr(bulk_dialect_for(engine.sync_engine.dialect), "max_parameters", 60)
 
 
 @contextmanager

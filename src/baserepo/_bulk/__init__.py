@@ -1,39 +1,59 @@
-"""The bulk engine: a batching loop (``engine``) plus one insert strategy per dialect."""
+"""The bulk engine: the create and change loops, and one bulk dialect per database and driver.
+
+``bulk_dialect_for`` picks the dialect class registered for the SQLAlchemy dialect's
+(name, driver), else the one for its name and any driver, and makes one instance per
+SQLAlchemy dialect object (one per engine): the instance reads the dialect's limits and
+capabilities once and keeps what it learns about tables (plans, COPY targets) for that engine.
+"""
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
-from . import mysql, postgresql, sqlite
-from ._insert import InsertStrategy
-from .engine import BulkEngine
+from ..exceptions import ConfigurationError
+from .changes import BulkChanges
+from .creates import BulkEngine
+from .dialect import BulkDialect
+from .mysql import MysqlDialect
+from .postgresql import PostgresqlDialect
+from .postgresql_asyncpg import AsyncpgPostgresqlDialect
+from .sqlite import SqliteDialect
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from sqlalchemy.engine import Dialect
 
-__all__ = ["BulkEngine", "InsertStrategy", "insert_strategy_for"]
+__all__ = ["DIALECTS", "BulkChanges", "BulkDialect", "BulkEngine", "bulk_dialect_for"]
 
-_STRATEGIES: dict[str, Callable[[], InsertStrategy]] = {
-    "postgresql": postgresql.insert_strategy,
-    "sqlite": sqlite.insert_strategy,
-    "mysql": mysql.insert_strategy,
-    "mariadb": mysql.insert_strategy,
+DIALECTS: tuple[type[BulkDialect], ...] = (
+    PostgresqlDialect,
+    AsyncpgPostgresqlDialect,
+    SqliteDialect,
+    MysqlDialect,
+)
+"""Every bulk dialect; each says which SQLAlchemy dialect names (and driver) it serves."""
+
+_REGISTRY: dict[tuple[str, str | None], type[BulkDialect]] = {
+    (name, cls.driver): cls for cls in DIALECTS for name in cls.names
 }
 
+_INSTANCES: weakref.WeakKeyDictionary[Dialect, BulkDialect] = weakref.WeakKeyDictionary()
 
-def insert_strategy_for(dialect: Dialect) -> InsertStrategy:
+
+def bulk_dialect_for(dialect: Dialect) -> BulkDialect:
+    """The bulk dialect of ``dialect``; call it once connected (some capabilities, such as
+    MariaDB's RETURNING, are known only then)."""
+    found = _INSTANCES.get(dialect)
+    if found is not None:
+        return found
     if not dialect.insert_returning:
-        from ..exceptions import ConfigurationError
-
+        needed = ", ".join(dict.fromkeys(cls.requirement for cls in DIALECTS))
         raise ConfigurationError(
             f"{dialect.name} {dialect.server_version_info} cannot return ids from INSERT; "
-            "baserepo needs PostgreSQL, SQLite 3.35+ or MariaDB 10.5+"
+            f"baserepo needs one of: {needed}"
         )
-    try:
-        return _STRATEGIES[dialect.name]()
-    except KeyError:
-        from ..exceptions import ConfigurationError
-
-        raise ConfigurationError(f"no bulk strategy for the {dialect.name} dialect") from None
+    cls = _REGISTRY.get((dialect.name, dialect.driver)) or _REGISTRY.get((dialect.name, None))
+    if cls is None:
+        raise ConfigurationError(f"no bulk dialect for {dialect.name}+{dialect.driver}")
+    made = _INSTANCES[dialect] = cls(dialect)
+    return made

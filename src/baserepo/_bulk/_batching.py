@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Batches"]
 
 DEFAULT_BATCH_SIZE = 2000
-"""Records per bulk_create batch when neither the caller nor the dialect's strategy says
-otherwise (MariaDB); within 5-10% of the best size in bench/batch_size.py."""
+"""Records per bulk_create batch when neither the caller nor the bulk dialect says otherwise;
+also the documented default of ``bulk_create(batch_size=None)`` (docs/performance.md)."""
 
 
 class Batches(Generic[T]):
@@ -52,7 +52,3 @@ class Batches(Generic[T]):
     def _take(self) -> list[T]:
         batch, self.pending = self.pending, []
         return batch
-
-
-def is_record_source(value: Any) -> bool:
-    return isinstance(value, Iterable | AsyncIterable) and not isinstance(value, str | bytes)

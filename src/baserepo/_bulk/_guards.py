@@ -50,10 +50,14 @@ async def refuse_autocommit(session: AsyncSession, model: type[Any]) -> None:
     else:
         bound = session.sync_session.get_bind(model)
     if isinstance(bound, Connection):
-        # SQLAlchemy's own test: an execution option, or the engine's isolation_level.
+        # Private, and needed: SQLAlchemy's own test (an execution option, or the engine's
+        # isolation_level); the public get_isolation_level() asks the database, which reports
+        # its level (READ COMMITTED, SERIALIZABLE) whether or not the driver autocommits.
         autocommit = bound._is_autocommit_isolation()
     else:
         level = bound.get_execution_options().get("isolation_level")
+        # Private, and needed: create_engine(isolation_level=...) is kept only here, and
+        # nothing is connected yet to ask.
         autocommit = (level or bound.dialect._on_connect_isolation_level) == "AUTOCOMMIT"
     if autocommit:
         raise ConfigurationError(

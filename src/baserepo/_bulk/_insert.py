@@ -1,6 +1,7 @@
-"""Inserting one batch of prepared rows and telling which input row got which id.
+"""Inserting one batch of prepared rows and telling which input row got which id: the parts
+every bulk dialect shares.
 
-Every strategy returns a list aligned with its input rows: the new primary key, or ``None``
+Every dialect returns a list aligned with its input rows: the new primary key, or ``None``
 for a row skipped as a unique conflict. Rows are grouped by their key set because one
 statement needs the same columns in every row.
 
@@ -13,13 +14,12 @@ RETURNING; they are found by matching inserted rows back on their unique columns
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Table, insert
 
 from .._fast_records import PreparedRows
 from ..exceptions import ConfigurationError
-from ._batching import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExecutemanyInsert",
-    "InsertStrategy",
     "Row",
     "align_returned",
     "fill_client_side_keys",
@@ -43,36 +42,6 @@ __all__ = [
 Row = dict[str, Any]
 
 
-class InsertStrategy(Protocol):
-    """How one dialect inserts a batch and returns ids aligned with the input rows."""
-
-    max_parameters: int
-    """Bind parameters one statement may carry; batches are clamped to fit."""
-    default_batch_size: int
-    """Records per batch when the caller gives no ``batch_size``."""
-    limited_subquery_changes: bool
-    """``UPDATE/DELETE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING id`` works, so a
-    bulk update/delete batch is one statement (MySQL/MariaDB refuse LIMIT in such a
-    subquery)."""
-
-    def rows_per_statement(self, info: ModelInfo) -> int:
-        """Most rows one insert of this model can carry; batches are clamped to it."""
-        ...
-
-    async def insert(
-        self,
-        session: AsyncSession,
-        info: ModelInfo,
-        rows: Sequence[Row],
-        *,
-        ignore_conflicts: bool,
-        key_pool: KeyPool | None = None,
-    ) -> list[Any | None]:
-        """Ids aligned with ``rows``; ``key_pool``: where keys drawn from a sequence are taken
-        from and given back (strategies that let the database draw them ignore it)."""
-        ...
-
-
 class ExecutemanyInsert:
     """SQLAlchemy's "insertmanyvalues": one cached statement, the rows as parameters."""
 
@@ -82,15 +51,12 @@ class ExecutemanyInsert:
         ignoring_insert: Callable[[Table], Insert],
         *,
         keys_follow_row_order: bool = False,
-        limited_subquery_changes: bool = True,
     ) -> None:
         self.max_parameters = max_parameters
-        self.default_batch_size = DEFAULT_BATCH_SIZE
-        self.limited_subquery_changes = limited_subquery_changes
         self._ignoring_insert = ignoring_insert
-        # SQLite and MariaDB give autoincrement keys in row order within one multi-row
-        # INSERT; asking SQLAlchemy for sort_by_parameter_order there would make it fall
-        # back to one statement per row, so we sort the keys ourselves instead.
+        # True where the database gives autoincrement keys in row order within one multi-row
+        # INSERT (the dialect says so): sort_by_parameter_order would make SQLAlchemy fall
+        # back to one statement per row there, so the keys are sorted here instead.
         self._keys_follow_row_order = keys_follow_row_order
 
     def rows_per_statement(self, info: ModelInfo) -> int:
@@ -103,7 +69,7 @@ class ExecutemanyInsert:
         rows: Sequence[Row],
         *,
         ignore_conflicts: bool,
-        key_pool: KeyPool | None = None,
+        key_pool: KeyPool | None = None,  # the database draws the keys
     ) -> list[Any | None]:
         return await insert_by_key_set(
             rows, lambda group: self._insert_group(session, info, group, ignore_conflicts)

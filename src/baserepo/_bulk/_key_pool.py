@@ -1,12 +1,13 @@
 """Primary keys drawn from a sequence for rows that were then rolled back, kept for reuse.
 
 ``nextval`` is not transactional: a key drawn by a statement that is rolled back is gone for
-good. When a batch is refused and replayed (the culprit search, error isolation), every
-attempt would draw the batch's keys again, so a refused 10,000-record batch used to cost
-140,005 sequence values. A pool per bulk call hands the keys of rolled-back attempts to the
-next attempt instead: a key is *out* from the moment an insert takes it until its unit of
-work commits (then it is spent) or rolls back (then it is free again). A key whose row was
-never written (a skipped conflict) is free at once.
+good. When a batch is refused and replayed (the culprit search, error isolation), each attempt
+would draw the batch's keys again, a dozen times the batch for one culprit. A pool per bulk
+call hands the keys of rolled-back attempts to the next attempt instead, so a refused batch
+draws no more keys than it holds rows (docs/bulk-operations.md has the numbers). A key is
+*out* from the moment an insert takes it until its unit of work commits (then it is spent) or
+rolls back (then it is free again). A key whose row was never written (a skipped conflict) is
+free at once.
 """
 
 from __future__ import annotations

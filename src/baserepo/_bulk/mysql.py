@@ -1,4 +1,4 @@
-"""MariaDB/MySQL: ``INSERT IGNORE ... RETURNING`` (MariaDB 10.5+).
+"""MariaDB/MySQL: ``INSERT IGNORE ... RETURNING`` (MariaDB 10.5+); changes by locked keys.
 
 ``ON DUPLICATE KEY UPDATE id = id`` would return the existing rows as well, so skipped
 records could not be told apart; ``INSERT IGNORE`` returns only the rows it inserted. IGNORE
@@ -10,28 +10,36 @@ then one ``logging`` WARNING per row on its ``asyncmy`` logger, which reaches st
 application configured no logging). The skips are already reported one by one in the result,
 so the driver's records of our own statements are held back and summarised once per batch on
 ``baserepo.bulk``: at INFO when every warning is a duplicate key, at WARNING otherwise.
+
+bulk_update/bulk_delete: MySQL/MariaDB take no ``LIMIT`` in an ``IN (SELECT ...)`` subquery
+and have no ``UPDATE ... RETURNING``, so a batch's keys are read with a locking read and then
+changed by key (``dialect.keyed_change``).
 """
 
 from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import ColumnElement, Insert, Table, insert
 
+from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert
+from .dialect import ChangeBatch, ChangeTarget, keyed_change
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
 
-MAX_PARAMETERS = 60_000
+__all__ = ["MysqlDialect"]
+
 DRIVER_LOGGER = "asyncmy"
 """Where asyncmy logs the server's warnings (``cursors.py``: ``logging.getLogger(__package__)``)."""
 
@@ -58,8 +66,42 @@ def _insert_ignoring_conflicts(table: Table) -> Insert:
     return insert(table).prefix_with("IGNORE", dialect="mysql")
 
 
-class MysqlInsert(ExecutemanyInsert):
+class MysqlDialect:
     """SQLAlchemy's executemany, with the driver's per-row warnings summarised per batch."""
+
+    names: ClassVar[tuple[str, ...]] = ("mysql", "mariadb")
+    driver: ClassVar[str | None] = None
+    requirement: ClassVar[str] = "MariaDB 10.5+"
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.max_parameters: int = dialect.insertmanyvalues_max_parameters
+        self.default_batch_size = DEFAULT_BATCH_SIZE
+        # MariaDB hands out autoincrement keys in row order within one multi-row INSERT.
+        self._executemany = ExecutemanyInsert(
+            self.max_parameters, _insert_ignoring_conflicts, keys_follow_row_order=True
+        )
+
+    def rows_per_statement(self, info: ModelInfo) -> int:
+        return self._executemany.rows_per_statement(info)
+
+    def change_batch_size(self, batch_size: int, *, deleting: bool) -> int:
+        # The keys travel as bind parameters of the change: clamp to the dialect's limit.
+        return min(batch_size, self.max_parameters)
+
+    def tries_whole_call(self, *, deleting: bool) -> bool:
+        return False
+
+    async def change(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        values: Row | None,
+        size: int,
+        last: Any,
+        whole: bool,
+    ) -> ChangeBatch:
+        return await keyed_change(session, target, condition, values, size, last)
 
     async def insert(
         self,
@@ -71,14 +113,14 @@ class MysqlInsert(ExecutemanyInsert):
         key_pool: KeyPool | None = None,
     ) -> list[Any | None]:
         if not ignore_conflicts:
-            return await super().insert(session, info, rows, ignore_conflicts=False)
+            return await self._executemany.insert(session, info, rows, ignore_conflicts=False)
         driver_logger = logging.getLogger(DRIVER_LOGGER)
         if _FILTER not in driver_logger.filters:
             driver_logger.addFilter(_FILTER)
         held: list[str] = []
         token = _held.set(held)
         try:
-            ids = await super().insert(session, info, rows, ignore_conflicts=True)
+            ids = await self._executemany.insert(session, info, rows, ignore_conflicts=True)
         finally:
             _held.reset(token)
         if held:
@@ -108,13 +150,4 @@ def _summarise(table: str, warnings: list[str], *, skipped: int, total: int) -> 
         total,
         len(warnings),
         warnings[0],
-    )
-
-
-def insert_strategy() -> MysqlInsert:
-    return MysqlInsert(
-        MAX_PARAMETERS,
-        _insert_ignoring_conflicts,
-        keys_follow_row_order=True,
-        limited_subquery_changes=False,
     )

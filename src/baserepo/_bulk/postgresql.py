@@ -1,22 +1,35 @@
-"""PostgreSQL: COPY where the table allows it, else one array parameter per column.
+"""PostgreSQL, any driver (``postgresql+psycopg`` among them): one array parameter per column.
 
-A batch whose keys come from the table's sequence goes by COPY (``pg_copy``: keys drawn
-first, then binary COPY). Otherwise (keys given by the caller, ``GENERATED ALWAYS`` identity
-keys, row-level security) ``INSERT INTO t (a, b) SELECT a, b FROM unnest($1::a_type[],
-$2::b_type[]) WITH ORDINALITY ... ORDER BY ordinality RETURNING id`` sends the batch as N
-arrays instead of N x rows scalars, and its SQL is the same for every batch of the same
-columns, so SQLAlchemy compiles it once. ``ORDER BY ordinality`` makes the sequence hand out
-ids in input order, as SQLAlchemy's own ``sort_by_parameter_order`` does. Column types that
-asyncpg cannot send without SQLAlchemy's help (``ColumnKind.pg_bulk`` false: JSON, ARRAY,
-enums, the user's own TypeDecorators) fall back to SQLAlchemy's executemany.
+Inserts: ``INSERT INTO t (a, b) SELECT a, b FROM unnest($1::a_type[], $2::b_type[]) WITH
+ORDINALITY ... ORDER BY ordinality RETURNING id`` sends the batch as N arrays instead of
+N x rows scalars, and its SQL is the same for every batch of the same columns, so SQLAlchemy
+compiles it once. ``ORDER BY ordinality`` makes the sequence hand out ids in input order, as
+SQLAlchemy's own ``sort_by_parameter_order`` does. Column types that the driver cannot send
+without SQLAlchemy's help (``ColumnKind.pg_bulk`` false: JSON, ARRAY, enums, the user's own
+TypeDecorators) go through SQLAlchemy's executemany. ``postgresql_asyncpg`` adds COPY through
+the ``_by_copy`` hook.
+
+bulk_update/bulk_delete: one statement per batch. The first batch of a call counts (up to
+``n``) the matching rows and, when there are fewer than ``n``, is the plain statement itself,
+guarded by that count: most calls need nothing else and cost what the single statement costs.
+Otherwise batches go in key order: a subquery chooses the next ``n`` matching keys above the
+last batch (``pk > last ORDER BY pk LIMIT n``) and gives their count and last key ``bound``;
+the change targets ``pk > last AND pk <= bound AND <condition>``, which are exactly the chosen
+rows in the statement's snapshot, and hands its keys back as one array. Whether more batches
+follow is decided on the chosen rows, not on the changed ones. A row another transaction
+changed while the batch waited for its lock is re-checked on its newest version (READ
+COMMITTED's re-check): by key and condition, both of which survive an update. (Rows are not
+reached by ``ctid``: an updated row has a new one, and the re-check would silently skip it.)
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Insert, Sequence, Table, bindparam, cast, func, select
+from sqlalchemy import ColumnElement, Insert, Sequence, Table, and_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql
 
 from .._column_kinds import kind_of
@@ -28,45 +41,53 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
-from .pg_copy import COPY_MIN_ROWS, copy_group, copy_target
+from .dialect import ChangeBatch, ChangeTarget, change_statement
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
 
-__all__ = ["PostgresqlInsert", "insert_strategy"]
-
-# asyncpg refuses more than 32767 bind parameters in one statement (executemany fallback).
-MAX_PARAMETERS = 32_000
+__all__ = ["ArrayMaker", "PostgresqlDialect"]
 
 DEFAULT_POSTGRESQL_BATCH_SIZE = 10_000
-"""COPY's cost per batch is mostly the batch's commit (a WAL flush): 10,000 records measured
-best, 2,000 10-15% slower (bench/batch_size.py, docs/performance.md)."""
+"""Records per batch by default: a batch costs one commit (a WAL flush) on top of its rows,
+so batches are large; the measurements behind the number are in docs/performance.md."""
 
 MAX_ARRAY_ROWS = 1_000_000
-"""Rows of one array or COPY statement: far beyond any useful batch; memory decides."""
+"""Rows of one array or COPY statement: no parameter limit applies (one parameter per
+column); the batch's memory is the only bound."""
+
+ArrayMaker = Callable[[int], list[Any]]
+"""A Python-side column default made into ``n`` values, one per row."""
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
     return postgresql.insert(table).on_conflict_do_nothing()
 
 
-class PostgresqlInsert:
-    """COPY, or ``INSERT ... SELECT FROM unnest(arrays)``; executemany for the rest."""
+class PostgresqlDialect:
+    """``INSERT ... SELECT FROM unnest(arrays)``, executemany for the rest; changes by range."""
 
-    def __init__(self) -> None:
-        self.max_parameters = MAX_PARAMETERS
+    names: ClassVar[tuple[str, ...]] = ("postgresql",)
+    driver: ClassVar[str | None] = None
+    requirement: ClassVar[str] = "PostgreSQL"
+
+    def __init__(self, dialect: Dialect) -> None:
+        # The executemany fallback sends one parameter per value: SQLAlchemy's limit for
+        # this dialect keeps it below the driver's (asyncpg refuses more than 32767).
+        self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_POSTGRESQL_BATCH_SIZE
-        self.limited_subquery_changes = True
-        self._fallback = ExecutemanyInsert(MAX_PARAMETERS, _insert_ignoring_conflicts)
-        self._defaults: dict[Table, dict[str, Callable[[int], list[Any]]] | None] = {}
+        self._fallback = ExecutemanyInsert(self.max_parameters, _insert_ignoring_conflicts)
+        self._defaults: weakref.WeakKeyDictionary[Table, dict[str, ArrayMaker] | None] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def rows_per_statement(self, info: ModelInfo) -> int:
         if self._python_defaults(info) is None:
@@ -99,7 +120,7 @@ class PostgresqlInsert:
         session: AsyncSession,
         info: ModelInfo,
         rows: list[Row],
-        defaults: dict[str, Callable[[int], list[Any]]],
+        defaults: dict[str, ArrayMaker],
         ignore_conflicts: bool,
         pool: KeyPool | None,
     ) -> list[Any | None]:
@@ -120,12 +141,9 @@ class PostgresqlInsert:
         for key in filled:
             arrays[key] = defaults[key](len(rows))
 
-        if len(rows) >= COPY_MIN_ROWS and _keys_from_sequence(info, rows[0]):
-            target = await copy_target(session, table, info.pk_column.name)
-            if target is not None:
-                return await copy_group(
-                    session, target, info, keys, arrays, len(rows), ignore_conflicts, pool
-                )
+        copied = await self._by_copy(session, info, rows, keys, arrays, ignore_conflicts, pool)
+        if copied is not None:
+            return copied
 
         matched = match_keys(info, rows[0]) if ignore_conflicts else []
         statement = _unnest_insert(table, keys, info.column_keys[info.pk_attr], matched)
@@ -135,21 +153,79 @@ class PostgresqlInsert:
         returned = [tuple(r) for r in await session.execute(statement, params)]
         return align_returned(info, rows, returned, matched, pk_known=pk_known)
 
-    def _python_defaults(self, info: ModelInfo) -> dict[str, Callable[[int], list[Any]]] | None:
+    async def _by_copy(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: list[Row],
+        keys: list[str],
+        arrays: dict[str, Any],
+        ignore_conflicts: bool,
+        pool: KeyPool | None,
+    ) -> list[Any | None] | None:
+        """Ids of the group written some faster way than the array statement, or None (a
+        driver with COPY overrides it)."""
+        return None
+
+    def _python_defaults(self, info: ModelInfo) -> dict[str, ArrayMaker] | None:
         """Column key -> value maker, or None when this table needs the fallback."""
         table = info.table
         if table not in self._defaults:
             self._defaults[table] = _defaults_or_none(table)
         return self._defaults[table]
 
+    def change_batch_size(self, batch_size: int, *, deleting: bool) -> int:
+        return batch_size  # the batch is chosen by a subquery: no key is a parameter
 
-def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
-    """The rows leave their key to the database's sequence (no key given, no Python default)."""
-    return info.column_keys[info.pk_attr] not in sample and info.pk_column.default is None
+    def tries_whole_call(self, *, deleting: bool) -> bool:
+        return True
+
+    async def change(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        values: Row | None,
+        size: int,
+        last: Any,
+        whole: bool,
+    ) -> ChangeBatch:
+        pk = target.pk
+        if whole:
+            # Counted in any order, as the planner finds cheapest; the change runs only when
+            # every match fits (a one-time filter), and is then the plain statement.
+            matches = select(pk).where(condition).limit(size).subquery("baserepo_chosen")
+            batch = select(func.count().label("seen")).select_from(matches).cte("baserepo_batch")
+            where = and_(condition, select(batch.c.seen).scalar_subquery() < size)
+        else:
+            above = condition if last is None else and_(condition, pk > last)
+            chosen = select(pk.label("key")).where(above).order_by(pk).limit(size)
+            rows = chosen.subquery("baserepo_chosen")
+            batch = select(func.count().label("seen"), func.max(rows.c.key).label("bound")).cte(
+                "baserepo_batch"
+            )
+            # In the statement's snapshot these are exactly the chosen rows; a row changed by
+            # another transaction meanwhile is re-checked on its newest version by key and
+            # condition, both of which survive an update (a ctid would not).
+            where = and_(above, pk <= select(batch.c.bound).scalar_subquery())
+        changed = (
+            change_statement(target.table, where, values)
+            .returning(pk.label("key"))
+            .cte("baserepo_changed")
+        )
+        statement = select(
+            batch.c.seen, select(func.array_agg(changed.c.key)).scalar_subquery()
+        ).select_from(batch)
+        count, keys = (await session.execute(statement)).one()
+        ids = sorted(keys or ())
+        if whole:
+            # Either every match was changed, or (more than ``size`` of them) none was.
+            return ChangeBatch(ids, None, count >= size)
+        return ChangeBatch(ids, ids[-1] if ids else last, count >= size)
 
 
-def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | None:
-    makers: dict[str, Callable[[int], list[Any]]] = {}
+def _defaults_or_none(table: Table) -> dict[str, ArrayMaker] | None:
+    makers: dict[str, ArrayMaker] = {}
     for column in table.columns:
         if not kind_of(column.type, "postgresql").pg_bulk:
             return None
@@ -167,7 +243,7 @@ def _defaults_or_none(table: Table) -> dict[str, Callable[[int], list[Any]]] | N
     return makers
 
 
-def _maker(arg: Any, *, callable_: bool) -> Callable[[int], list[Any]]:
+def _maker(arg: Any, *, callable_: bool) -> ArrayMaker:
     if callable_:
         # Called once per row, as SQLAlchemy does (uuid4 must differ row to row).
         return lambda n: [arg(None) for _ in range(n)]
@@ -192,7 +268,3 @@ def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str
         .from_select(keys, rows, include_defaults=False)
         .returning(*returning)
     )
-
-
-def insert_strategy() -> PostgresqlInsert:
-    return PostgresqlInsert()

@@ -16,7 +16,7 @@ Which id each row got:
   ``ignore_conflicts``: ``RETURNING`` the key (and the unique columns), matched back to the
   rows as in ``_insert``, comparing returned values with the values that were bound.
 * An autoincrement key (the usual case): ``RETURNING`` costs SQLite a buffered result row and
-  Python a step and a tuple per row (a quarter of the insert), so only the first row of the
+  Python a step and a tuple per row, so only the first row of the
   batch is inserted with ``RETURNING`` (its key, and the number of triggers on the table);
   the rest go without. SQLite gives a rowid table's new row ``max(rowid) + 1`` (the guarantee
   SQLAlchemy's ``sort_by_parameter_order`` relies on, here in its strict form), the batch
@@ -31,18 +31,23 @@ Which id each row got:
 Tables this path cannot serve (a column type with a SQL-level ``bind_expression``, a default
 that is a SQL expression or needs the execution context, a row with no column at all) go
 through SQLAlchemy's executemany.
+
+bulk_update/bulk_delete: one ``UPDATE/DELETE ... WHERE pk IN (SELECT pk ... LIMIT n)
+RETURNING pk`` per batch (``dialect.subquery_change``): SQLite locks the whole database for a
+write, so the statement is atomic against other writers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import weakref
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter, methodcaller
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Insert, Sequence, Table, types
+from sqlalchemy import ColumnElement, Insert, Sequence, Table, types
 from sqlalchemy.dialects import sqlite
 
 from .._fast_records import PreparedRows
@@ -53,9 +58,9 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
+from .dialect import ChangeBatch, ChangeTarget, keyed_change, subquery_change
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -66,23 +71,24 @@ if TYPE_CHECKING:
     from ._insert import Row
     from ._key_pool import KeyPool
 
-__all__ = ["MAX_PARAMETERS", "SqliteInsert", "insert_strategy"]
+__all__ = ["SqliteDialect"]
 
-# SQLITE_MAX_VARIABLE_NUMBER defaults to 32766 since SQLite 3.32.
-MAX_PARAMETERS = 32_000
 DEFAULT_SQLITE_BATCH_SIZE = 10_000
-"""Records per batch by default: the batch's commit (a journal sync) is a sizeable part of
-its cost here; bench/batch_size.py puts 10,000 ahead of 2,000 (docs/performance.md)."""
+"""Records per batch by default: a batch costs one commit (a journal sync) on top of its
+rows, so batches are large; the measurements behind the number are in docs/performance.md."""
 MAX_BATCH_ROWS = 1_000_000
 """The largest batch accepted: the batch is split into statements within the parameter
 limit, so the limit does not clamp it."""
 MAX_ROWID = 2**63 - 1
 """Past this SQLite picks new rowids at random: keys no longer follow row order."""
 
-_DEFAULT_DATETIME_FORMAT = sqlite.DATETIME._storage_format
 _ISO = methodcaller("isoformat", " ", "microseconds")
 _TZINFO = attrgetter("tzinfo")
 _BOOL_TYPES = frozenset({bool, type(None)})
+_DATETIME_SAMPLES = (dt.datetime(2001, 2, 3, 4, 5, 6), dt.datetime(2001, 2, 3, 4, 5, 6, 7))
+
+Binder = Callable[[list[Any]], list[Any]]
+"""A column's values (a list) made into what the driver is given."""
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
@@ -97,10 +103,20 @@ class _TablePlan:
         # WITHOUT ROWID tables have no rowid to count keys from.
         self.has_rowid = table.dialect_options["sqlite"].get("with_rowid", True) is not False
         self.usable = all(self._servable(column) for column in table.columns)
+        self._binders: dict[str, Binder | None] = {}
+
+    def binder(self, column: Column[Any], dialect: Dialect) -> Binder | None:
+        """The column's values as the driver gets them (None: as they are); one dialect per
+        plan, as each bulk dialect keeps its own plans."""
+        if column.key not in self._binders:
+            self._binders[column.key] = _binder(column, dialect)
+        return self._binders[column.key]
 
     def _servable(self, column: Column[Any]) -> bool:
+        # Private, and needed: whether the type wraps its parameter in SQL (bind_expression),
+        # which only SQLAlchemy's compiler renders; no public attribute tells.
         if column.type._has_bind_expression:
-            return False  # SQL around the parameter: only SQLAlchemy renders it
+            return False
         default = column.default
         if default is None:
             return True
@@ -119,15 +135,25 @@ class _TablePlan:
         return True
 
 
-class SqliteInsert:
+class SqliteDialect:
     """Multi-row ``VALUES`` statements; SQLAlchemy's executemany for tables it can't serve."""
 
-    def __init__(self) -> None:
-        self.max_parameters = MAX_PARAMETERS
+    names: ClassVar[tuple[str, ...]] = ("sqlite",)
+    driver: ClassVar[str | None] = None
+    requirement: ClassVar[str] = "SQLite 3.35+"
+
+    def __init__(self, dialect: Dialect) -> None:
+        # SQLAlchemy's limit for the dialect, below SQLITE_MAX_VARIABLE_NUMBER (32766).
+        self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_SQLITE_BATCH_SIZE
-        self.limited_subquery_changes = True
+        # RETURNING on UPDATE/DELETE comes with SQLite 3.35, as on INSERT.
+        self._change_returning = {
+            True: dialect.delete_returning,
+            False: dialect.update_returning,
+        }
+        # SQLite hands out rowids in row order within one multi-row INSERT.
         self._fallback = ExecutemanyInsert(
-            MAX_PARAMETERS, _insert_ignoring_conflicts, keys_follow_row_order=True
+            self.max_parameters, _insert_ignoring_conflicts, keys_follow_row_order=True
         )
         self._plans: weakref.WeakKeyDictionary[Table, _TablePlan] = weakref.WeakKeyDictionary()
 
@@ -135,6 +161,28 @@ class SqliteInsert:
         if not self._plan(info.table).usable:
             return self._fallback.rows_per_statement(info)
         return MAX_BATCH_ROWS  # the batch is split into statements within the limit
+
+    def change_batch_size(self, batch_size: int, *, deleting: bool) -> int:
+        if self._change_returning[deleting]:
+            return batch_size  # the batch is chosen by a subquery: no key is a parameter
+        return min(batch_size, self.max_parameters)
+
+    def tries_whole_call(self, *, deleting: bool) -> bool:
+        return False
+
+    async def change(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        values: Row | None,
+        size: int,
+        last: Any,
+        whole: bool,
+    ) -> ChangeBatch:
+        if self._change_returning[values is None]:
+            return await subquery_change(session, target, condition, values, size, last)
+        return await keyed_change(session, target, condition, values, size, last)
 
     def _plan(self, table: Table) -> _TablePlan:
         plan = self._plans.get(table)
@@ -196,10 +244,12 @@ class SqliteInsert:
         connection = await session.connection()
         dialect = connection.dialect
         for position, key in enumerate(keys):
-            values = flat[position::width]
-            bound = _bound(table.c[key], dialect, values)
-            if bound is not values:
-                flat[position::width] = bound
+            binder = plan.binder(table.c[key], dialect)
+            if binder is not None:
+                values = flat[position::width]
+                bound = binder(values)
+                if bound is not values:
+                    flat[position::width] = bound
         batch = _Batch(self, connection, table, keys, flat)
 
         if not ignore_conflicts and not pk_known and plan.has_rowid:
@@ -226,7 +276,7 @@ class _Batch:
 
     def __init__(
         self,
-        strategy: SqliteInsert,
+        strategy: SqliteDialect,
         connection: AsyncConnection,
         table: Table,
         keys: tuple[str, ...],
@@ -329,20 +379,38 @@ def _widen(flat: list[Any], width: int, extra: list[list[Any]]) -> list[Any]:
     return widened
 
 
-def _bound(column: Column[Any], dialect: Dialect, values: list[Any]) -> list[Any]:
-    """The values as the driver gets them: SQLAlchemy's bind processor, column at a time."""
-    processor = column.type._cached_bind_processor(dialect)
-    if processor is None:
-        return values
+def _binder(column: Column[Any], dialect: Dialect) -> Binder | None:
+    """SQLAlchemy's bind processor for the column, applied a column at a time, with a
+    shortcut for the two types whose processor only reformats the common values."""
     impl = column.type.dialect_impl(dialect)
-    if isinstance(impl, sqlite.DATETIME) and impl._storage_format == _DEFAULT_DATETIME_FORMAT:
-        # "YYYY-MM-DD HH:MM:SS.ffffff", what the processor builds through a %-dict per value;
-        # only for plain naive datetimes (not dates, not None, not subclasses, no tzinfo).
-        if set(map(type, values)) == {dt.datetime} and not any(map(_TZINFO, values)):
-            return list(map(_ISO, values))
-    elif isinstance(impl, types.Boolean) and _BOOL_TYPES.issuperset(map(type, values)):
-        return values  # the driver binds True/False as 1/0, what the processor returns
-    return list(map(processor, values))
+    processor = impl.bind_processor(dialect)
+    if processor is None:
+        return None
+
+    def processed(values: list[Any]) -> list[Any]:
+        return list(map(processor, values))
+
+    if isinstance(impl, sqlite.DATETIME) and all(
+        processor(sample) == _ISO(sample) for sample in _DATETIME_SAMPLES
+    ):
+        # "YYYY-MM-DD HH:MM:SS.ffffff" (the processor was just seen producing it), which
+        # the processor builds through a %-dict per value; only for plain naive datetimes
+        # (not dates, not None, not subclasses, no tzinfo).
+        def datetimes(values: list[Any]) -> list[Any]:
+            if set(map(type, values)) == {dt.datetime} and not any(map(_TZINFO, values)):
+                return list(map(_ISO, values))
+            return processed(values)
+
+        return datetimes
+    if isinstance(impl, types.Boolean):
+
+        def booleans(values: list[Any]) -> list[Any]:
+            if _BOOL_TYPES.issuperset(map(type, values)):
+                return values  # the driver binds True/False as 1/0, what the processor returns
+            return processed(values)
+
+        return booleans
+    return processed
 
 
 @lru_cache(maxsize=64)
@@ -381,10 +449,3 @@ def _first_row_statement(table: Table, keys: tuple[str, ...], pk_key: str, prepa
         _statement(table, keys, 1, (), False, preparer)
         + f" RETURNING {preparer.quote(table.c[pk_key].name)}, {triggers}"
     )
-
-
-_STRATEGY = SqliteInsert()
-
-
-def insert_strategy() -> SqliteInsert:
-    return _STRATEGY

@@ -1,7 +1,7 @@
-"""The batching loop shared by every dialect: atomic batches, full accounting, events.
+"""bulk_create: the loop that cuts the input into atomic batches and accounts for each record.
 
-bulk_create lives here; bulk_update/bulk_delete by condition live in ``changes``, which
-reuses ``_Tally`` and ``_report``.
+The statements are the bulk dialect's (``dialect``); bulk_update/bulk_delete by condition
+live in ``changes``; both loops keep their tally with ``tally``.
 
 Each batch is one unit of work (``_transactions.atomic``): a SAVEPOINT inside the caller's
 transaction, otherwise a transaction of its own that is committed before the next batch.
@@ -18,8 +18,6 @@ call, its batch reported ``unavailable``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
@@ -28,68 +26,40 @@ from sqlalchemy import exc as sa_exc
 from .._errors import database_message, failure_kind, is_unavailable, is_unique_violation, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic, caller_owns_transaction, ensure_savepoints_work
-from ..exceptions import BulkOperationError
 from ._batching import Batches
 from ._guards import refuse_autocommit, retiring_broken_connection
-from ._insert import InsertStrategy, Row
 from ._key_pool import KeyPool
 from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
+from .tally import BatchCommitted, ProgressCallback, Tally, describe, report_progress, stopped
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Iterable, Sequence
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
     from .._records import RecordPreparer
+    from ._insert import Row
+    from .dialect import BulkDialect
 
-__all__ = ["BatchCommitted", "BulkEngine", "ProgressCallback"]
-
-ProgressCallback = Callable[[int], Any]
-"""Called with the number of input records (or rows) handled so far."""
-
-BatchCommitted = Callable[[Sequence[Any], Sequence[Row]], None]
-"""Called inside a batch's unit of work with its ids (and rows, for creates); it defers
-whatever must follow the commit (events, cache invalidation) with ``after_commit``."""
-
-
-@dataclass
-class _Tally:
-    success_count: int = 0
-    created_ids: list[Any] = field(default_factory=list)
-    affected_ids: list[Any] = field(default_factory=list)
-    failures: list[RecordFailure] = field(default_factory=list)
-    handled: int = 0
-
-    def fail(self, failure: RecordFailure) -> None:
-        self.failures.append(failure)
-
-    def result(self) -> BulkOperationResult:
-        self.failures.sort(key=lambda f: -1 if f.index is None else f.index)
-        return BulkOperationResult(
-            success_count=self.success_count,
-            # A create failure is one record; an update/delete failure is a batch of ids.
-            error_count=sum(len(f.ids) or 1 for f in self.failures),
-            created_ids=self.created_ids,
-            errors=[f.message for f in self.failures],
-            failures=self.failures,
-            affected_ids=self.affected_ids,
-        )
+__all__ = ["BulkEngine"]
 
 
 class BulkEngine:
-    """Runs bulk create/update/delete for one model on one session."""
+    """Runs bulk_create for one model on one session."""
 
     def __init__(
         self,
         session: AsyncSession,
         info: ModelInfo,
         preparer: RecordPreparer,
-        strategy: InsertStrategy,
+        dialect: BulkDialect,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._session = session
         self._info = info
         self._preparer = preparer
-        self._strategy = strategy
+        self._dialect = dialect
         self._retry = retry
         keys = info.column_keys
         self._unique_labels = [
@@ -98,10 +68,10 @@ class BulkEngine:
 
     def clamp(self, batch_size: int | None) -> int:
         if batch_size is None:
-            batch_size = self._strategy.default_batch_size
+            batch_size = self._dialect.default_batch_size
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        return min(batch_size, self._strategy.rows_per_statement(self._info))
+        return min(batch_size, self._dialect.rows_per_statement(self._info))
 
     async def create(
         self,
@@ -115,7 +85,7 @@ class BulkEngine:
     ) -> BulkOperationResult:
         size = self.clamp(batch_size)
         await refuse_autocommit(self._session, self._info.model)
-        tally = _Tally()
+        tally = Tally()
         batches = Batches(records, size)
         iterator = aiter(batches)
         keys = KeyPool()
@@ -127,10 +97,10 @@ class BulkEngine:
                 break
             except Exception as error:
                 pending = batches.pending
-                why = f"the input raised {_describe(error)}"
+                why = f"the input raised {describe(error)}"
                 taken = range(next_index, next_index + len(pending))
                 self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
-                raise _stopped("bulk_create", tally, why) from error
+                raise stopped("bulk_create", tally, why) from error
             first_index, next_index = next_index, next_index + len(batch)
             reported_before = len(tally.failures)
             positions: list[int] = []
@@ -147,24 +117,24 @@ class BulkEngine:
                     raise cause from exc.error  # nothing written: the whole input is to retry
                 why = f"the connection to the database failed: {database_message(exc.error)}"
                 self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
-                raise _stopped("bulk_create", tally, why) from cause
+                raise stopped("bulk_create", tally, why) from cause
             except Exception as error:  # not the data's fault: the batch's unit rolled back
                 if tally.success_count == 0 and reported_before == 0:
                     raise
-                why = f"the call stopped on {_describe(error)}"
+                why = f"the call stopped on {describe(error)}"
                 indexes, records = _unreported(tally, reported_before, first_index, batch)
                 self._fail_all(tally, indexes, records, FailureKind.NOT_ATTEMPTED, why)
-                raise _stopped("bulk_create", tally, why) from error
+                raise stopped("bulk_create", tally, why) from error
             try:
-                await _report(progress, next_index)
+                await report_progress(progress, next_index)
             except Exception as error:
-                raise _stopped(
-                    "bulk_create", tally, f"the progress callback raised {_describe(error)}"
+                raise stopped(
+                    "bulk_create", tally, f"the progress callback raised {describe(error)}"
                 ) from error
         return tally.result()
 
     def _prepare(
-        self, batch: list[Any], first_index: int, tally: _Tally
+        self, batch: list[Any], first_index: int, tally: Tally
     ) -> tuple[list[int], list[Row]]:
         quick = self._preparer.quick_batch(batch)
         if quick is not None:  # the usual batch: every record surely fine
@@ -183,7 +153,7 @@ class BulkEngine:
 
     async def _create_batch(
         self,
-        tally: _Tally,
+        tally: Tally,
         positions: list[int],
         rows: list[Row],
         ignore_conflicts: bool,
@@ -195,7 +165,7 @@ class BulkEngine:
         while True:
             try:
                 async with atomic(self._session), retiring_broken_connection(self._session):
-                    ids = await self._strategy.insert(
+                    ids = await self._dialect.insert(
                         self._session,
                         self._info,
                         rows,
@@ -223,7 +193,7 @@ class BulkEngine:
         self._account(tally, positions, rows, ids)
 
     def _account(
-        self, tally: _Tally, positions: list[int], rows: list[Row], ids: list[Any | None]
+        self, tally: Tally, positions: list[int], rows: list[Row], ids: list[Any | None]
     ) -> None:
         """A committed batch: each row created, or skipped as a conflict (``None`` id)."""
         if None not in ids:  # no per-row accounting to do
@@ -247,7 +217,7 @@ class BulkEngine:
 
     async def _write_isolating(
         self,
-        tally: _Tally,
+        tally: Tally,
         positions: list[int],
         rows: list[Row],
         ignore_conflicts: bool,
@@ -321,7 +291,7 @@ class BulkEngine:
             mark = keys.mark()
             try:
                 async with self._session.begin_nested():
-                    ids[start:stop] = await self._strategy.insert(
+                    ids[start:stop] = await self._dialect.insert(
                         self._session,
                         self._info,
                         rows[start:stop],
@@ -344,7 +314,7 @@ class BulkEngine:
 
     async def _report_failed_batch(
         self,
-        tally: _Tally,
+        tally: Tally,
         positions: list[int],
         rows: list[Row],
         ignore_conflicts: bool,
@@ -408,7 +378,7 @@ class BulkEngine:
         mark = keys.mark()
         try:
             async with retiring_broken_connection(session):
-                await self._strategy.insert(
+                await self._dialect.insert(
                     session, self._info, rows, ignore_conflicts=ignore_conflicts, key_pool=keys
                 )
         except sa_exc.SQLAlchemyError as failure:
@@ -422,7 +392,7 @@ class BulkEngine:
 
     def _fail_all(
         self,
-        tally: _Tally,
+        tally: Tally,
         indexes: Iterable[int],
         records: Sequence[Any],
         kind: FailureKind,
@@ -436,7 +406,7 @@ class BulkEngine:
             )
 
     def _unique_values(self, row: Row) -> str:
-        # Once per skipped record (a tenth of a batch in a typical re-import): keep it lean.
+        # Runs once per skipped record, inside the batch's accounting: no per-row setup.
         shown = [
             f"({label})=({', '.join([repr(row[key]) for key in group_keys])})"
             for label, group_keys in self._unique_labels
@@ -452,7 +422,7 @@ class _Unavailable(Exception):
 
 
 def _unreported(
-    tally: _Tally, reported_before: int, first_index: int, batch: list[Any]
+    tally: Tally, reported_before: int, first_index: int, batch: list[Any]
 ) -> tuple[list[int], list[Any]]:
     """The records of the batch starting at ``first_index`` not yet in the tally (nothing of
     a batch is counted as created before its unit commits)."""
@@ -483,32 +453,3 @@ def _reason(cause: BaseException) -> str:
     if is_unique_violation(cause) and "unique" not in reason.lower():
         reason = f"unique constraint violated: {reason}"
     return reason
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:300]
-
-
-def _stopped(operation: str, tally: _Tally, why: str) -> BulkOperationError:
-    """The error for a call that must stop; raise it ``from`` the reason."""
-    result = tally.result()
-    if operation == "bulk_create":
-        done = (
-            f"{result.success_count} created and {result.error_count} reported of the "
-            f"{result.total} records taken from the input (.result accounts for each; later "
-            "records were not taken)"
-        )
-    else:
-        done = (
-            f"{result.success_count} rows changed and {result.error_count} reported "
-            "(.result lists them; rows not reached still match the filters)"
-        )
-    return BulkOperationError(f"{operation} stopped after {done}: {why}", result=result)
-
-
-async def _report(progress: ProgressCallback | None, done: int) -> None:
-    if progress is None:
-        return
-    outcome = progress(done)
-    if isinstance(outcome, Awaitable):
-        await outcome

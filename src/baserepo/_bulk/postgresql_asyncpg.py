@@ -1,4 +1,8 @@
-"""PostgreSQL: COPY for large batches, with the keys drawn from the key's sequence first.
+"""PostgreSQL through asyncpg: the generic dialect plus COPY, with the keys drawn first.
+
+COPY needs asyncpg's ``copy_records_to_table``, which other drivers (psycopg) lack: they get
+the generic ``postgresql`` dialect. A batch whose keys come from the table's sequence goes by
+COPY; anything COPY cannot serve goes the generic way (arrays, or executemany).
 
 COPY is the fastest way into PostgreSQL from Python (asyncpg's binary protocol), but it
 returns nothing. So the batch's keys are taken beforehand, in one statement, from the
@@ -24,7 +28,7 @@ dead connection would go back to the pool and fail the next session's first stat
 Keys drawn for an attempt that is rolled back go back to the call's ``KeyPool`` and are
 reused by the next attempt (the culprit search, error isolation, the next batch).
 
-Not used (the array strategy serves these): ``GENERATED ALWAYS`` identity keys (COPY cannot
+Not used (the array statement serves these): ``GENERATED ALWAYS`` identity keys (COPY cannot
 override them), tables with row-level security (COPY FROM refuses them), anything that is
 not a plain or partitioned table, keys given by the caller. COPY does not fire rules.
 """
@@ -35,13 +39,14 @@ import hashlib
 import weakref
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import any_, bindparam, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 from .._errors import is_connection_state
+from .postgresql import PostgresqlDialect
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -51,15 +56,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
+    from ._insert import Row
     from ._key_pool import KeyPool
 
-__all__ = ["COPY_MIN_ROWS", "CopyTarget", "copy_group", "copy_target"]
-
-COPY_MIN_ROWS = 1
-"""Batches this small or larger go by COPY. Its two extra round trips were expected to need a
-few hundred rows to pay off, but COPY measured faster than the array statement at every size
-from one row to 2,000 (1.2-1.6x, ``bench/copy_threshold.py``), so every batch COPY can serve
-goes by COPY; the constant stays for that benchmark to compare both ways."""
+__all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
 
 _TARGET_SQL = text(
     """
@@ -135,27 +135,65 @@ class CopyTarget:
         return set(moved.scalars())
 
 
-_TARGETS: weakref.WeakKeyDictionary[Dialect, dict[Table, CopyTarget | None]] = (
-    weakref.WeakKeyDictionary()
-)
+class AsyncpgPostgresqlDialect(PostgresqlDialect):
+    """The generic PostgreSQL dialect, with COPY for every batch a table lets it serve."""
+
+    driver: ClassVar[str | None] = "asyncpg"
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect)
+        self.copy_min_rows = 1
+        """Groups of at least this many rows go by COPY, smaller ones by the array statement.
+        COPY's two extra round trips (keys, then the copy) cost less than the array
+        statement's RETURNING and sort at every batch size, so every batch COPY can serve goes
+        by COPY. A knob for ``bench/probes/copy_threshold.py``, which compares both ways."""
+        self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _by_copy(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: list[Row],
+        keys: list[str],
+        arrays: dict[str, Any],
+        ignore_conflicts: bool,
+        pool: KeyPool | None,
+    ) -> list[Any | None] | None:
+        if len(rows) < self.copy_min_rows or not _keys_from_sequence(info, rows[0]):
+            return None
+        target = await self.copy_target(session, info.table, info.pk_column.name)
+        if target is None:
+            return None
+        return await copy_group(
+            session, target, info, keys, arrays, len(rows), ignore_conflicts, pool
+        )
+
+    async def copy_target(
+        self, session: AsyncSession, table: Table, pk_name: str
+    ) -> CopyTarget | None:
+        """The table's COPY target, or None when COPY cannot serve it (looked up once per
+        engine and table)."""
+        if table in self._targets:
+            return self._targets[table]
+        dialect = session.sync_session.get_bind().dialect
+        qualified = dialect.identifier_preparer.format_table(table)
+        found = (
+            await session.execute(_TARGET_SQL, {"table": qualified, "column": pk_name})
+        ).first()
+        target = None
+        if found is not None:
+            sequence, identity, row_security, kind = found
+            if sequence is not None and identity != "a" and not row_security and kind in ("r", "p"):
+                target = CopyTarget(table, sequence, qualified)
+        self._targets[table] = target
+        return target
 
 
-async def copy_target(session: AsyncSession, table: Table, pk_name: str) -> CopyTarget | None:
-    """The table's COPY target, or None when COPY cannot serve it (looked up once per
-    engine and table)."""
-    dialect = session.sync_session.get_bind().dialect
-    known = _TARGETS.setdefault(dialect, {})
-    if table in known:
-        return known[table]
-    qualified = dialect.identifier_preparer.format_table(table)
-    found = (await session.execute(_TARGET_SQL, {"table": qualified, "column": pk_name})).first()
-    target = None
-    if found is not None:
-        sequence, identity, row_security, kind = found
-        if sequence is not None and identity != "a" and not row_security and kind in ("r", "p"):
-            target = CopyTarget(table, sequence, qualified)
-    known[table] = target
-    return target
+def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
+    """The rows leave their key to the database's sequence (no key given, no Python default)."""
+    return info.column_keys[info.pk_attr] not in sample and info.pk_column.default is None
 
 
 async def _copy_records(
@@ -191,8 +229,9 @@ def _as_sqlalchemy_error(adapter: Any, dialect: Dialect, error: Exception) -> Ba
     """The exception ``session.execute`` would have raised for the same driver error."""
     dbapi = dialect.loaded_dbapi
     try:
-        # The asyncpg adapter's own translation (asyncpg error -> DB-API error class);
-        # it always raises.
+        # Private, and needed: SQLAlchemy's asyncpg adapter is the one place that maps an
+        # asyncpg error to its DB-API error class (IntegrityError...); COPY bypasses the
+        # cursor that would call it. It always raises.
         adapter._handle_exception(error)
     except dbapi.Error as dbapi_error:
         wrapped = sa_exc.DBAPIError.instance(
