@@ -67,7 +67,7 @@ class CacheWarmer:
             cache = config.query_cache(model_info(model))
             token = uuid.uuid4().hex
             lock = cache.keys.warm_lock(number)
-            claim = functools.partial(config.backend.try_lock, lock, token, interval)
+            claim = functools.partial(config.backend.acquire_lease, lock, token, interval)
             won = await config.call(cache.table, claim)
             if won is FAILED or not won:
                 continue
