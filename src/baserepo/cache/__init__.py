@@ -5,7 +5,7 @@ in-process backend serves one process. See ``docs/cache.md`` for the key scheme,
 invalidation happens and what is guaranteed.
 """
 
-from ._breaker import BreakerState
+from ._guard import BreakerState
 from ._memory import MemoryBackend
 from ._protocol import CacheBackend
 from ._warming import CacheWarmer
