@@ -57,7 +57,9 @@ class QueryCache:
             )
             self.codec = None
         self.generation = Generation(config, runtime, self.table, self.keys)
-        self.reads = Reads(config, runtime, info.model, self.table, self.keys, self.generation)
+        self.reads = Reads(
+            config, runtime, info.model, self.table, self.keys, self.generation, self.sync_usage
+        )
 
     async def invalidate(self) -> None:
         """Make every entry of the model stale (after a write's commit)."""

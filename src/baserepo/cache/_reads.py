@@ -56,6 +56,7 @@ class Reads:
         table: str,
         keys: KeySpace,
         generation: Generation,
+        sync_usage: Callable[[], Awaitable[None]],
     ) -> None:
         self._config = config
         self._runtime = runtime
@@ -63,6 +64,7 @@ class Reads:
         self._table = table
         self._keys = keys
         self._generation = generation
+        self._sync_usage = sync_usage
         self._counters = runtime.stats.counters(table)
         self._flights: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -98,9 +100,7 @@ class Reads:
         if config.warming_config.track_usage and runtime.usage.record(
             self._table, operation, digest, encoded_spec
         ):
-            await runtime.usage.sync(
-                self._table, self._keys, config.backend, config.warming_config.max_tracked_queries
-            )
+            await self._sync_usage()
         if not runtime.is_trusted(self._table) and not await self._generation.make_safe():
             counters.bypasses += 1
             return await load()
