@@ -7,7 +7,6 @@ import typing
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-import orjson
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -31,15 +30,17 @@ from ._records import RecordPreparer
 from ._schemas import declared_schemas
 from ._soft_delete import SoftDelete
 from ._statements import TranslatedUnit, read_all, read_one
-from .cache._codec import RowCodec
-from .cache.config import CacheConfig, CacheStats, ModelCacheConfig, WarmReport
+from .cache._query_cache import QueryCache, query_cache_for
+from .cache._shapes import COUNT, ONE, ROWS, Shape
+from .cache._stats import CacheStats, WarmReport
+from .cache._warming import replay_queries_with, warm
 
 if typing.TYPE_CHECKING:
     import builtins
 
     from ._bulk.tally import ProgressCallback
     from ._results import BulkOperationResult
-    from .cache._query_cache import QueryCache
+    from .cache.config import CacheConfig, ModelCacheConfig
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHANGE_BATCH_SIZE", "BaseRepository"]
 
@@ -122,7 +123,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             cache_config.bound_to(self._info.name) if cache_config is not None else None
         )
         self._cache: QueryCache | None = (
-            cache_config.query_cache(self._info) if cache_config is not None else None
+            query_cache_for(cache_config, self._info) if cache_config is not None else None
         )
         self._effects = WriteEffects(session, self._info, self._cache, self.event_bus)
         # Writes through the session itself (flushes, ORM-enabled DML) invalidate this cache.
@@ -157,7 +158,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             return found
 
         spec = {"id": id, "include_deleted": include_deleted}
-        return await self._through_cache("get", spec, load, _ONE)
+        return await self._through_cache("get", spec, load, ONE)
 
     async def get_many(
         self, ids: Iterable[Any], *, include_deleted: bool = False
@@ -176,7 +177,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             return [found[i] for i in wanted if i in found]
 
         spec = {"ids": wanted, "include_deleted": include_deleted}
-        return await self._through_cache("get_many", spec, load, _ROWS)
+        return await self._through_cache("get_many", spec, load, ROWS)
 
     async def list(
         self,
@@ -211,7 +212,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             "order_by": [order_by] if isinstance(order_by, str) else order_by,
             "include_deleted": include_deleted,
         }
-        return await self._through_cache("list", spec, load, _ROWS)
+        return await self._through_cache("list", spec, load, ROWS)
 
     async def count(
         self,
@@ -231,7 +232,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             return int(await read_one(self.session, query) or 0)
 
         spec = {"filters": merged, "include_deleted": include_deleted}
-        return await self._through_cache("count", spec, load, _COUNT)
+        return await self._through_cache("count", spec, load, COUNT)
 
     async def exists(
         self,
@@ -451,7 +452,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         """
         if self._cache is None:
             return WarmReport(self._info.name, 0, 0, 0, 0.0, 0.0)
-        return await self._cache.warm(self._replay)
+        return await warm(self._cache, self._replay)
 
     async def invalidate_cache(self, pattern: str = "*") -> int:
         """Delete this model's cached entries matching ``pattern`` (``"list:*"``, ``"get:*"``,
@@ -459,7 +460,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         themselves; this is for changes made behind its back."""
         if self._cache is None:
             return 0
-        return await self._cache.invalidate_pattern(pattern)
+        return await self._cache.generation.invalidate_pattern(pattern)
 
     def cache_stats(self) -> CacheStats | None:
         """Hits, misses, fills... of this model's cache, or None without a cache."""
@@ -518,7 +519,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         operation: str,
         spec: dict[str, Any],
         load: Callable[[], Awaitable[T]],
-        shape: _Shape,
+        shape: Shape,
     ) -> T:
         cache = self._cache
         if cache is None:
@@ -529,10 +530,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         if has_pending_changes(self.session):
             # The query would flush them first and read them back: uncommitted rows, which
             # must neither be stored for others nor be answered by an entry that predates them.
-            cache.config.counters(cache.table).bypasses += 1
+            cache.counters.bypasses += 1
             return await load()
         prepare, decode = shape(codec, lambda rows: adopt(self.session, self._info, rows))
-        return await cache.fetch(self.session, operation, spec, load, prepare, decode)
+        return await cache.reads.fetch(self.session, operation, spec, load, prepare, decode)
 
     async def _fresh(self, instance: ModelT) -> ModelT:
         # A commit expires instances when the session has expire_on_commit=True; reload now
@@ -550,41 +551,6 @@ def _merge(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[st
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-# How a read's result is captured for the cache (returning the serialiser to run later) and
-# rebuilt from it: lists of rows, a single row or None, a count.
-# ``adopt`` makes decoded instances the session's own (``_identity.adopt``).
-_Prepare = Callable[[Any], Callable[[], bytes]]
-_Adopt = Callable[[list[Any]], list[Any]]
-_Shape = Callable[[RowCodec, _Adopt], tuple[_Prepare, Callable[[bytes], Any]]]
-
-
-def _rows(codec: RowCodec, adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
-    return codec.snapshot, lambda payload: adopt(codec.decode(payload))
-
-
-def _one(codec: RowCodec, adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
-    def prepare(found: Any) -> Callable[[], bytes]:
-        return codec.snapshot([] if found is None else [found])
-
-    def decode(payload: bytes) -> Any:
-        rows = adopt(codec.decode(payload))
-        return rows[0] if rows else None
-
-    return prepare, decode
-
-
-def _count(_codec: RowCodec, _adopt: _Adopt) -> tuple[_Prepare, Callable[[bytes], Any]]:
-    def prepare(total: Any) -> Callable[[], bytes]:
-        return lambda: orjson.dumps(total)
-
-    return prepare, orjson.loads
-
-
-_ROWS: _Shape = _rows
-_ONE: _Shape = _one
-_COUNT: _Shape = _count
 
 
 async def _run_query(
@@ -607,3 +573,17 @@ async def _run_query(
         await repository.get_many(spec["ids"], include_deleted=include_deleted)
     else:
         raise ValueError(f"cannot replay a {operation!r} query")
+
+
+async def _replay_for_warmer(
+    model: type[Any],
+    session: AsyncSession,
+    cache_config: CacheConfig,
+    operation: str,
+    spec: dict[str, Any],
+) -> None:
+    await _run_query(BaseRepository(model, session, cache_config), operation, spec)
+
+
+# CacheWarmer replays queries through a repository; the cache never imports this module.
+replay_queries_with(_replay_for_warmer)

@@ -212,7 +212,7 @@ async def test_entries_leases_and_locks_expire_after_their_ttl(target: Target) -
     assert await b.fill(gen(target), long, current, b"long", LONG_TTL)
     assert await b.fill_and_release(gen(target), leased, current, b"leased", 0.2, other_lease, "t")
     assert await b.acquire_lease(lease, "first", 0.2)
-    assert await b.try_lock(lock, "first", 0.2)
+    assert await b.acquire_lease(lock, "first", 0.2)
     assert await b.read_with_lease(gen(target), short, lease) == (current, b"short", True)
     if target.client is not None:
         # The TTL reaches Redis in milliseconds, as given.
@@ -231,7 +231,7 @@ async def test_entries_leases_and_locks_expire_after_their_ttl(target: Target) -
     # An expired lease reads as free.
     assert await b.read_with_lease(gen(target), long, lease) == (current, b"long", False)
     assert await b.acquire_lease(lease, "second", LONG_TTL)
-    assert await b.try_lock(lock, "second", LONG_TTL)
+    assert await b.acquire_lease(lock, "second", LONG_TTL)
 
 
 # -- delete_pattern ------------------------------------------------------------------------
@@ -308,12 +308,20 @@ async def test_lease_is_exclusive_until_released_by_its_holder(target: Target) -
     assert await b.acquire_lease(target.key("users", "~lease:list:b"), "t1", LONG_TTL) is True
 
 
-async def test_lock_is_exclusive_until_it_expires(target: Target) -> None:
+async def test_warm_lock_is_a_lease_exclusive_until_it_expires(target: Target) -> None:
     b, lock = target.backend, target.key("users", "~warm-lock")
-    assert await b.try_lock(lock, "process-1", LONG_TTL) is True
-    assert await b.try_lock(lock, "process-2", LONG_TTL) is False
-    assert await b.try_lock(lock, "process-1", LONG_TTL) is False  # not re-entrant
-    assert await b.try_lock(target.key("articles", "~warm-lock"), "process-2", LONG_TTL) is True
+    assert await b.acquire_lease(lock, "process-1", LONG_TTL) is True
+    assert await b.acquire_lease(lock, "process-2", LONG_TTL) is False
+    assert await b.acquire_lease(lock, "process-1", LONG_TTL) is False  # not re-entrant
+    lock_of_other_model = target.key("articles", "~warm-lock")
+    assert await b.acquire_lease(lock_of_other_model, "process-2", LONG_TTL) is True
+
+
+async def test_try_lock_is_a_deprecated_alias_of_acquire_lease(target: Target) -> None:
+    b, lock = target.backend, target.key("users", "~warm-lock")
+    with pytest.warns(DeprecationWarning, match="acquire_lease"):
+        assert await b.try_lock(lock, "process-1", LONG_TTL) is True  # type: ignore[attr-defined]
+    assert await b.acquire_lease(lock, "process-2", LONG_TTL) is False
 
 
 async def test_concurrent_lease_requests_have_one_winner(target: Target) -> None:

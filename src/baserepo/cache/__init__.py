@@ -3,9 +3,17 @@
 ``CacheConfig(redis_client=...)`` selects Redis (standalone or Cluster); without a client the
 in-process backend serves one process. See ``docs/cache.md`` for the key scheme, when
 invalidation happens and what is guaranteed.
+
+Inside, one responsibility per module, imported in this order (none imports a later one):
+``_envelope`` (the stored form of an entry), ``_protocol`` (the backend operations),
+``_memory`` / ``_redis`` (the backends), ``_keys``, ``_codec``, ``_shapes`` (result shapes),
+``_guard`` (failing open, the circuit breaker), ``_usage`` (popular-query tracking),
+``_stats``, ``_runtime`` (the running state of one config), ``config`` (settings and the
+guide's methods), ``_invalidation`` (a model's generation), ``_reads`` (serve and fill),
+``_query_cache`` (one model's cache), ``_warming``.
 """
 
-from ._breaker import BreakerState
+from ._guard import BreakerState
 from ._memory import MemoryBackend
 from ._protocol import CacheBackend
 from ._warming import CacheWarmer

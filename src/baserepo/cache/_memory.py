@@ -8,6 +8,9 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from ._envelope import open_envelope, seal
+from ._protocol import warn_try_lock
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -53,21 +56,15 @@ class MemoryBackend:
         while len(self._data) > self._max_entries:
             self._data.popitem(last=False)
 
-    def _entry(self, generation: int, stored: bytes | None) -> bytes | None:
-        if stored is None:
-            return None
-        stored_generation, _, payload = stored.partition(b":")
-        return payload if int(stored_generation) == generation else None
-
     async def read(self, generation_key: str, key: str) -> Entry:
         generation = self._generations.get(generation_key, 0)
-        return generation, self._entry(generation, self._get(key))
+        return generation, open_envelope(self._get(key), generation)
 
     async def read_many(
         self, generation_key: str, keys: Sequence[str]
     ) -> tuple[int, list[bytes | None]]:
         generation = self._generations.get(generation_key, 0)
-        return generation, [self._entry(generation, self._get(key)) for key in keys]
+        return generation, [open_envelope(self._get(key), generation) for key in keys]
 
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
@@ -76,7 +73,7 @@ class MemoryBackend:
         # bump() from the clock, so a reader's number from before a data loss never matches.
         if self._generations.get(generation_key) != generation:
             return False
-        self._set(key, b"%d:%b" % (generation, payload), ttl_seconds)
+        self._set(key, seal(generation, payload), ttl_seconds)
         return True
 
     async def read_with_lease(
@@ -114,20 +111,19 @@ class MemoryBackend:
         return len(doomed)
 
     async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
-        return self._set_if_absent(key, token, ttl_seconds)
+        if self._get(key) is not None:
+            return False
+        self._set(key, token.encode(), ttl_seconds)
+        return True
 
     async def release_lease(self, key: str, token: str) -> None:
         if self._get(key) == token.encode():
             del self._data[key]
 
     async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
-        return self._set_if_absent(key, token, ttl_seconds)
-
-    def _set_if_absent(self, key: str, token: str, ttl_seconds: float) -> bool:
-        if self._get(key) is not None:
-            return False
-        self._set(key, token.encode(), ttl_seconds)
-        return True
+        """Deprecated: ``acquire_lease`` (a warm lock is a lease on one interval's warm)."""
+        warn_try_lock()
+        return await self.acquire_lease(key, token, ttl_seconds)
 
     async def incr_usage(
         self,

@@ -1,5 +1,5 @@
-"""The raw operations a cache backend provides; policy (keys, TTLs, codecs, breaker, stats)
-lives above it in ``QueryCache`` and ``CacheConfig``.
+"""The raw operations a cache backend provides; policy (keys, TTLs, codecs, failing open,
+stats) lives above it, in the per-model ``QueryCache`` and its parts.
 
 Coherence rests on one integer per model, its *generation*: every entry is stored together
 with the generation read before the query that produced it, a write bumps the generation
@@ -14,12 +14,13 @@ leases live in one slot: MGET and the compare-and-set scripts are single-slot op
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["CacheBackend", "Entry"]
+__all__ = ["CacheBackend", "Entry", "warn_try_lock"]
 
 Entry = tuple[int, bytes | None]
 """(current generation of the model, stored payload or None). The payload is returned only
@@ -80,7 +81,8 @@ class CacheBackend(Protocol):
         ...
 
     async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
-        """SET key token NX with a TTL: True if this caller now holds the lease."""
+        """SET key token NX with a TTL: True if this caller now holds the lease. Serves both
+        the fill lease of a slow miss and the lock that elects one warmer per interval."""
         ...
 
     async def release_lease(self, key: str, token: str) -> None:
@@ -110,10 +112,16 @@ class CacheBackend(Protocol):
         """Multiply every score by ``factor`` (0 < factor <= 1), so old popularity fades."""
         ...
 
-    async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
-        """SET key token NX with a TTL; True if acquired (used to elect one warmer)."""
-        ...
-
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+def warn_try_lock() -> None:
+    """``try_lock`` was ``acquire_lease`` under a second name; the built-in backends keep it
+    one release as a deprecated alias."""
+    warnings.warn(
+        "CacheBackend.try_lock() is deprecated; use acquire_lease(), the same operation",
+        DeprecationWarning,
+        stacklevel=3,
+    )

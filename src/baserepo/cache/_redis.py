@@ -2,7 +2,7 @@
 
 The only module of baserepo that imports ``redis``. Semantics are those of ``MemoryBackend``
 (the contract tests in ``tests/contract`` run both): values are stored as
-``b"<generation>:<payload>"`` and read as None unless their generation is the current one.
+sealed envelopes (``_envelope``) and read as None unless their generation is the current one.
 
 Every operation that must be atomic is one command or one Lua script over keys of one model,
 which share a hash tag (``{users}``), so on a cluster each lands on one slot. The only
@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
+
+from ._envelope import open_envelope, seal
+from ._protocol import warn_try_lock
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -206,12 +209,12 @@ class RedisBackend:
         # judged against the generation that was current when it was read.
         values = await self._execute("MGET", generation_key, *keys, **{NEVER_DECODE: True})
         generation = int(values[0]) if values[0] is not None else 0
-        return generation, [_entry(generation, stored) for stored in values[1:]]
+        return generation, [open_envelope(stored, generation) for stored in values[1:]]
 
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
     ) -> bool:
-        stored = b"%d:%b" % (generation, payload)
+        stored = seal(generation, payload)
         result = await self._run(
             "fill", (generation_key, key), (str(generation), stored, _milliseconds(ttl_seconds))
         )
@@ -222,7 +225,7 @@ class RedisBackend:
     ) -> tuple[int, bytes | None, bool]:
         values = await self._execute("MGET", generation_key, key, lease_key, **{NEVER_DECODE: True})
         generation = int(values[0]) if values[0] is not None else 0
-        return generation, _entry(generation, values[1]), values[2] is not None
+        return generation, open_envelope(values[1], generation), values[2] is not None
 
     async def fill_and_release(
         self,
@@ -234,7 +237,7 @@ class RedisBackend:
         lease_key: str,
         token: str,
     ) -> bool:
-        stored = b"%d:%b" % (generation, payload)
+        stored = seal(generation, payload)
         result = await self._run(
             "fill_and_release",
             (generation_key, key, lease_key),
@@ -280,19 +283,18 @@ class RedisBackend:
             if cursor == 0:
                 return deleted
 
-    # -- leases and locks ------------------------------------------------------------------
+    # -- leases (fill leases and warm locks) --------------------------------------------
 
     async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
-        return await self._set_if_absent(key, token, ttl_seconds)
+        return bool(await self._client.set(key, token, nx=True, px=_milliseconds(ttl_seconds)))
 
     async def release_lease(self, key: str, token: str) -> None:
         await self._run("release", (key,), (token,))
 
     async def try_lock(self, key: str, token: str, ttl_seconds: float) -> bool:
-        return await self._set_if_absent(key, token, ttl_seconds)
-
-    async def _set_if_absent(self, key: str, token: str, ttl_seconds: float) -> bool:
-        return bool(await self._client.set(key, token, nx=True, px=_milliseconds(ttl_seconds)))
+        """Deprecated: ``acquire_lease`` (a warm lock is a lease on one interval's warm)."""
+        warn_try_lock()
+        return await self.acquire_lease(key, token, ttl_seconds)
 
     # -- usage -----------------------------------------------------------------------------
 
@@ -372,16 +374,6 @@ class RedisBackend:
             # On a cluster SCRIPT LOAD goes to every primary, so one retry suffices.
             await self._client.script_load(script.script)
             return await self._execute(*command, **{NEVER_DECODE: True})
-
-
-def _entry(generation: int, stored: bytes | None) -> bytes | None:
-    if stored is None:
-        return None
-    stored_generation, separator, payload = stored.partition(b":")
-    # A value fill did not write (no separator, no number) is never served.
-    if not separator or not stored_generation.isdigit():
-        return None
-    return payload if int(stored_generation) == generation else None
 
 
 def _milliseconds(seconds: float) -> int:

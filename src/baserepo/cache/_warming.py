@@ -1,5 +1,14 @@
-"""The background warmer: every interval, one process (elected by a lock in the backend)
-replays each model's popular queries."""
+"""Warming: replay a model's popular queries so their entries are current before they are
+asked for, by hand (``repo.warm_cache()``) or in the background (``CacheWarmer``).
+
+Invariant: a replay is an ordinary read through the repository (its own short session, so
+only committed data is stored; the same guarded fill path), not counted as a use. Per
+interval of the shared wall clock, one process of the fleet warms each model: the interval is
+claimed with a lease in the backend.
+
+The cache does not import the repository: ``baserepo._repository`` hands this module the one
+function that runs a query for a model (``replay_queries_with``) when it is imported.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._model import model_info
-from .config import FAILED
+from ._guard import FAILED
+from ._query_cache import query_cache_for
+from ._stats import WarmReport
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -19,11 +30,86 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from .config import CacheConfig, WarmReport
+    from ._query_cache import QueryCache
+    from ._usage import QueryUsage
+    from .config import CacheConfig
 
-__all__ = ["CacheWarmer"]
+    Replay = Callable[[str, dict[str, Any]], Awaitable[object]]
+    """Runs query ``operation`` with ``spec`` (keyword arguments) through the cache."""
+    RepositoryReplay = Callable[
+        [type[Any], AsyncSession, CacheConfig, str, dict[str, Any]], Awaitable[object]
+    ]
+    """As ``Replay``, for a model, in a session, under a config."""
+
+__all__ = ["CacheWarmer", "replay_queries_with", "warm"]
 
 logger = logging.getLogger("baserepo.cache.warming")
+
+_replay_query: RepositoryReplay | None = None
+
+
+def replay_queries_with(replay: RepositoryReplay) -> None:
+    """Set how ``CacheWarmer`` runs query ``operation`` with ``spec`` for a model in a session
+    (called once, by ``baserepo._repository``)."""
+    global _replay_query
+    _replay_query = replay
+
+
+async def warm(cache: QueryCache, replay: Replay) -> WarmReport:
+    """Replay ``cache``'s popular queries with ``replay(operation, spec)`` and report."""
+    config, runtime = cache.config, cache.runtime
+    started, started_at = config.clock(), config.wall_clock()
+    await cache.sync_usage()
+    popular = config.get_popular_queries(model=cache.table)
+    counters = cache.counters
+    warmed = already = failed = 0
+    with runtime.usage.not_counted():
+        for usage in popular:
+            spec = _replayable(usage)
+            if spec is None:
+                failed += 1
+                continue
+            fills, hits = counters.fills, counters.hits
+            try:
+                await replay(usage.operation, spec)
+                await cache.settle()
+            except Exception:
+                logger.exception("could not replay popular query %s", usage.digest)
+                failed += 1
+                continue
+            if counters.fills > fills:
+                warmed += 1
+            elif counters.hits > hits:
+                already += 1
+            else:
+                failed += 1
+    warming = config.warming_config
+    await runtime.usage.decay(
+        cache.table,
+        cache.keys,
+        config.backend,
+        warming.decay_factor,
+        warming.max_tracked_queries,
+    )
+    report = WarmReport(
+        cache.table,
+        warmed,
+        already,
+        failed,
+        started_at,
+        config.clock() - started,
+        tuple(popular),
+    )
+    runtime.mark_warmed(report)
+    return report
+
+
+def _replayable(usage: QueryUsage) -> dict[str, Any] | None:
+    if usage.spec is None:
+        return None
+    spec = dict(usage.spec)
+    spec.pop("operation", None)
+    return spec
 
 
 class CacheWarmer:
@@ -57,24 +143,28 @@ class CacheWarmer:
 
     async def run_once(self) -> list[WarmReport]:
         """Warm every model whose lock for the current interval this process wins."""
-        from .._repository import BaseRepository  # the repository imports the cache
-
         config = self._config
         interval = config.warming_config.warm_interval_seconds
         number = int(config.wall_clock() // interval)
         reports = []
         for model in self._models:
-            cache = config.query_cache(model_info(model))
-            token = uuid.uuid4().hex
+            cache = query_cache_for(config, model_info(model))
             lock = cache.keys.warm_lock(number)
-            claim = functools.partial(config.backend.try_lock, lock, token, interval)
-            won = await config.call(cache.table, claim)
+            claim = functools.partial(
+                config.backend.acquire_lease, lock, uuid.uuid4().hex, interval
+            )
+            won = await config.runtime.guard.call(cache.table, claim)
             if won is FAILED or not won:
                 continue
-            async with self._session_factory() as session:
-                repository: BaseRepository[Any, Any, Any] = BaseRepository(model, session, config)
-                reports.append(await repository.warm_cache())
+            reports.append(await warm(cache, functools.partial(self._replay, model)))
         return reports
+
+    async def _replay(self, model: type[Any], operation: str, spec: dict[str, Any]) -> None:
+        if _replay_query is None:
+            raise RuntimeError("import baserepo before warming: it supplies the replay")
+        # Each query in a session of its own: only committed data is stored.
+        async with self._session_factory() as session:
+            await _replay_query(model, session, self._config, operation, spec)
 
     async def start(self) -> None:
         if self._task is None:

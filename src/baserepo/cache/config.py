@@ -1,22 +1,27 @@
-"""Cache configuration as the guide spells it, plus the shared state one config carries:
-the backend, the circuit breaker, usage counts for warming, and statistics."""
+"""Cache settings as the guide spells them, and the guide's methods.
+
+Invariant: a ``CacheConfig`` holds what the user set (plus the backend those settings chose)
+and nothing that changes while the application runs. The running state (statistics, usage,
+trust, the circuit breaker, the per-model caches) is its ``runtime``; the guide's methods
+(``should_warm_cache``, ``get_popular_queries``, ``_query_usage``) and ``stats``/``settle``
+apply the settings to that state. Nothing in the state modules imports this one.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import BreakerState, CircuitBreaker, RateLimitedLog
 from ._memory import MemoryBackend
+from ._runtime import CacheRuntime
+from ._stats import CacheStats, WarmReport
+from ._usage import QueryUsage
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
-    from .._model import ModelInfo
     from ._protocol import CacheBackend
-    from ._query_cache import QueryCache
 
 __all__ = [
     "CacheConfig",
@@ -26,10 +31,6 @@ __all__ = [
     "QueryUsage",
     "WarmReport",
 ]
-
-logger = logging.getLogger("baserepo.cache")
-
-_FAILED = object()
 
 
 @dataclass
@@ -50,88 +51,6 @@ class CacheWarmingConfig:
     """Bound on tracked queries per model; the least used are dropped."""
     decay_factor: float = 0.5
     """Scores are multiplied by this at every warm, so yesterday's hot queries fade."""
-
-
-@dataclass
-class QueryUsage:
-    """One tracked query: how often it ran and what to replay to warm it."""
-
-    model: str
-    """The model's table name."""
-    operation: str
-    """``list``, ``count``, ``get`` or ``get_many``."""
-    digest: str
-    spec: dict[str, Any] | None
-    """Keyword arguments to replay the query; None when they could not be stored."""
-    count: float = 0
-    last_used: float = 0.0
-
-    @property
-    def usage_count(self) -> float:
-        return self.count
-
-
-@dataclass(frozen=True)
-class WarmReport:
-    """What one ``warm_cache()`` call did."""
-
-    model: str
-    warmed: int
-    """Queries run and stored."""
-    already_cached: int
-    """Popular queries that were still cached and current."""
-    failed: int
-    """Queries that could not be replayed or stored."""
-    started_at: float
-    duration_seconds: float
-    queries: tuple[QueryUsage, ...] = ()
-
-
-@dataclass
-class _Counters:
-    hits: int = 0
-    misses: int = 0
-    fills: int = 0
-    stale_fills_rejected: int = 0
-    invalidations: int = 0
-    invalidation_failures: int = 0
-    bypasses: int = 0
-    backend_errors: int = 0
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """A snapshot of cache activity (for one model, or for the whole config)."""
-
-    hits: int
-    misses: int
-    fills: int
-    stale_fills_rejected: int
-    """Fills refused because a write moved the generation on while the query ran."""
-    invalidations: int
-    invalidation_failures: int
-    """Invalidations that could not reach the backend (the model was then bypassed)."""
-    bypasses: int
-    """Reads that skipped the cache (inside a writing transaction, untrusted model...)."""
-    backend_errors: int
-    breaker_state: BreakerState
-    last_warm: WarmReport | None = None
-    untrusted_models: tuple[str, ...] = ()
-
-    @property
-    def hit_ratio(self) -> float:
-        lookups = self.hits + self.misses
-        return self.hits / lookups if lookups else 0.0
-
-
-@dataclass
-class _Usage:
-    """Local usage counts and the pending increments not yet sent to the backend."""
-
-    tracked: dict[str, QueryUsage] = field(default_factory=dict)
-    pending: dict[str, dict[str, float]] = field(default_factory=dict)
-    pending_specs: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    pending_total: int = 0
 
 
 class CacheConfig:
@@ -195,22 +114,22 @@ class CacheConfig:
         self.usage_flush_every = usage_flush_every
         self.clock = clock
         self.wall_clock = wall_clock
-        self.breaker = CircuitBreaker(breaker_threshold, breaker_reset_seconds, clock)
-        self._problems = RateLimitedLog(logger, 30.0, clock)
-        self._caches: dict[type[Any], QueryCache] = {}
-        self._counters: dict[str, _Counters] = {}
-        self._untrusted: set[str] = set()
-        self._usage = _Usage()
-        self._fleet_scores: dict[str, float] = {}
-        self._last_warm_at: dict[str, float] = {}
-        self._last_warm: dict[str, WarmReport] = {}
+        self.runtime = CacheRuntime(
+            clock=clock,
+            operation_timeout=operation_timeout,
+            breaker_threshold=breaker_threshold,
+            breaker_reset_seconds=breaker_reset_seconds,
+            usage_flush_every=usage_flush_every,
+            backend_name=lambda: type(self.backend).__name__,
+        )
+        """The running cache of this config (state, not settings)."""
 
     # -- the guide's API ----------------------------------------------------------------
 
     @property
     def _query_usage(self) -> dict[str, QueryUsage]:
         """Every tracked query by ``"<table>:<digest>"`` (what the guide inspects)."""
-        return self._usage.tracked
+        return self.runtime.usage.tracked
 
     def should_warm_cache(self, model: str | None = None) -> bool:
         """True when warming is enabled and ``warm_interval_seconds`` passed since the last
@@ -222,13 +141,8 @@ class CacheConfig:
         """
         if not self.warming_config.enabled:
             return False
-        tables = [model] if model is not None else [c.table for c in self._caches.values()]
-        interval = self.warming_config.warm_interval_seconds
-        now = self.clock()
-        return any(
-            table not in self._last_warm_at or now - self._last_warm_at[table] >= interval
-            for table in tables or [""]
-        )
+        tables = [model] if model is not None else self.runtime.tables()
+        return self.runtime.due_for_warm(tables or [""], self.warming_config.warm_interval_seconds)
 
     def bound_to(self, table: str) -> ModelCacheConfig:
         """This config as seen from one model's repository (``repo._cache_config``)."""
@@ -241,39 +155,13 @@ class CacheConfig:
         ``usage_flush_every`` uses and at every warm); ``model`` narrows to one table.
         """
         warming = self.warming_config
-        ranked = []
-        for key, usage in self._usage.tracked.items():
-            if model is not None and usage.model != model:
-                continue
-            score = self._fleet_scores.get(key)
-            if score is None:
-                score = usage.count
-            else:
-                # The synced score lacks this process's uses since the sync: add them, or a
-                # query used again after a warm stays unpopular until the next sync.
-                score += self._usage.pending.get(usage.model, {}).get(usage.digest, 0.0)
-            if score >= warming.min_usage_count:
-                ranked.append((score, key, usage))
-        ranked.sort(key=lambda item: (-item[0], item[1]))
-        return [usage for _, _, usage in ranked[: warming.popular_queries_limit]]
+        return self.runtime.usage.popular(
+            model, warming.min_usage_count, warming.popular_queries_limit
+        )
 
     def stats(self, model: str | None = None) -> CacheStats:
         """Counters for one table, or summed over every model this config serves."""
-        selected = (
-            [self._counters.get(model, _Counters())]
-            if model is not None
-            else list(self._counters.values())
-        )
-        totals = _Counters()
-        for counters in selected:
-            for name in vars(totals):
-                setattr(totals, name, getattr(totals, name) + getattr(counters, name))
-        return CacheStats(
-            **vars(totals),
-            breaker_state=self.breaker.state,
-            last_warm=self._last_warm.get(model) if model is not None else self._latest_warm(),
-            untrusted_models=tuple(sorted(self._untrusted)),
-        )
+        return self.runtime.snapshot(model)
 
     async def settle(self) -> None:
         """Wait until every cache fill started so far has reached the backend.
@@ -281,109 +169,7 @@ class CacheConfig:
         Fills run in the background so a miss costs its caller no extra round trip; call
         this before shutting down, or in a test that inspects the backend.
         """
-        for cache in list(self._caches.values()):
-            await cache.settle()
-
-    # -- shared machinery used by QueryCache and the warmer ------------------------------
-
-    def query_cache(self, info: ModelInfo) -> QueryCache:
-        cache = self._caches.get(info.model)
-        if cache is None:
-            from ._query_cache import QueryCache
-
-            cache = self._caches[info.model] = QueryCache(self, info)
-        return cache
-
-    def counters(self, table: str) -> _Counters:
-        counters = self._counters.get(table)
-        if counters is None:
-            counters = self._counters[table] = _Counters()
-        return counters
-
-    async def call(self, table: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one backend operation within the time budget; ``FAILED`` on any trouble."""
-        if not self.breaker.allow():
-            return _FAILED
-        try:
-            async with _timeout(self.operation_timeout):
-                result = await operation()
-        except Exception as error:  # the cache must never fail a repository call
-            self.breaker.failed()
-            self.counters(table).backend_errors += 1
-            self._problems.warning(
-                "cache backend %s failed (%s: %s); treating it as a miss",
-                type(self.backend).__name__,
-                type(error).__name__,
-                error,
-            )
-            return _FAILED
-        self.breaker.succeeded()
-        return result
-
-    def record_use(self, table: str, operation: str, digest: str, spec: bytes | None) -> bool:
-        """Count one use of a query; True when enough uses are pending to sync them."""
-        key = f"{table}:{digest}"
-        usage = self._usage.tracked.get(key)
-        if usage is None:
-            from ._keys import decode_spec
-
-            usage = QueryUsage(table, operation, digest, decode_spec(spec) if spec else None)
-            self._usage.tracked[key] = usage
-            if spec is not None:
-                self._usage.pending_specs.setdefault(table, {})[digest] = spec
-        usage.count += 1
-        usage.last_used = self.clock()
-        pending = self._usage.pending.setdefault(table, {})
-        pending[digest] = pending.get(digest, 0.0) + 1
-        self._usage.pending_total += 1
-        return self._usage.pending_total >= self.usage_flush_every
-
-    def mark_warmed(self, report: WarmReport) -> None:
-        self._last_warm_at[report.model] = self.clock()
-        self._last_warm[report.model] = report
-
-    def _latest_warm(self) -> WarmReport | None:
-        reports = list(self._last_warm.values())
-        return max(reports, key=lambda r: r.started_at) if reports else None
-
-    def set_fleet_scores(self, table: str, scores: dict[str, float]) -> None:
-        for key in [k for k in self._fleet_scores if k.startswith(f"{table}:")]:
-            del self._fleet_scores[key]
-        self._fleet_scores.update({f"{table}:{digest}": s for digest, s in scores.items()})
-
-    def take_pending_usage(self, table: str) -> tuple[dict[str, float], dict[str, bytes]]:
-        counts = self._usage.pending.pop(table, {})
-        specs = self._usage.pending_specs.pop(table, {})
-        self._usage.pending_total -= int(sum(counts.values()))
-        return counts, specs
-
-    def restore_pending_usage(
-        self, table: str, counts: dict[str, float], specs: dict[str, bytes]
-    ) -> None:
-        pending = self._usage.pending.setdefault(table, {})
-        for digest, count in counts.items():
-            pending[digest] = pending.get(digest, 0.0) + count
-        self._usage.pending_specs.setdefault(table, {}).update(specs)
-        self._usage.pending_total += int(sum(counts.values()))
-
-    def is_trusted(self, table: str) -> bool:
-        return table not in self._untrusted
-
-    def distrust(self, table: str) -> None:
-        self._untrusted.add(table)
-
-    def trust(self, table: str) -> None:
-        self._untrusted.discard(table)
-
-
-FAILED = _FAILED
-"""What ``CacheConfig.call`` returns when the backend could not answer."""
-
-
-def _timeout(seconds: float) -> Any:
-    import asyncio
-
-    return asyncio.timeout(seconds)
+        await self.runtime.settle()
 
 
 class ModelCacheConfig:
@@ -409,7 +195,7 @@ class ModelCacheConfig:
 
     @property
     def _query_usage(self) -> dict[str, QueryUsage]:
-        return {k: u for k, u in self.config._query_usage.items() if u.model == self.table}
+        return self.config.runtime.usage.of_model(self.table)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.config, name)

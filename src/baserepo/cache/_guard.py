@@ -1,15 +1,82 @@
-"""A circuit breaker and a rate-limited logger for cache backend trouble."""
+"""The cache never fails a repository call: every backend call goes through ``Guard.call``.
+
+Invariant: ``Guard.call`` returns the operation's result or ``FAILED``, never raises (bar
+cancellation): each call has a time budget, errors and timeouts are logged (rate-limited),
+counted, and fed to the circuit breaker, and an open breaker skips the backend altogether.
+Callers treat ``FAILED`` as a miss, a refused fill or a failed invalidation. This is the one
+module that catches backend errors.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    import logging
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
-__all__ = ["BreakerState", "CircuitBreaker", "RateLimitedLog"]
+__all__ = ["FAILED", "BreakerState", "CircuitBreaker", "Guard", "RateLimitedLog"]
+
+logger = logging.getLogger("baserepo.cache")
+
+
+class _Failed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final[Any] = _Failed()
+"""What ``Guard.call`` returns when the backend could not answer."""
+
+
+class Guard:
+    """Runs backend operations so that none of them can fail the caller.
+
+    Args:
+        timeout_seconds: the time budget of one backend call.
+        breaker: skips the backend after repeated failures.
+        clock: monotonic seconds, for the rate-limited log.
+        on_error: told the table of every failed call (statistics).
+        backend_name: names the backend in log lines.
+    """
+
+    def __init__(
+        self,
+        timeout_seconds: float,
+        breaker: CircuitBreaker,
+        clock: Callable[[], float],
+        on_error: Callable[[str], None],
+        backend_name: Callable[[], str],
+    ) -> None:
+        self.breaker = breaker
+        self._timeout_seconds = timeout_seconds
+        self._on_error = on_error
+        self._backend_name = backend_name
+        self._problems = RateLimitedLog(logger, 30.0, clock)
+
+    async def call(self, table: str, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """``await operation()`` within the time budget; ``FAILED`` on any trouble."""
+        if not self.breaker.allow():
+            return FAILED
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                result = await operation()
+        except Exception as error:  # the cache must never fail a repository call
+            self.breaker.failed()
+            self._on_error(table)
+            self._problems.warning(
+                "cache backend %s failed (%s: %s); treating it as a miss",
+                self._backend_name(),
+                type(error).__name__,
+                error,
+            )
+            return FAILED
+        self.breaker.succeeded()
+        return result
 
 
 class BreakerState(enum.StrEnum):
