@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from ._filter_values import ColumnFilter
     from ._model import ModelInfo
 
-__all__ = ["LOOKUPS", "build_filters", "filtered_attrs", "split_key", "typed_filters"]
+__all__ = [
+    "LOOKUPS",
+    "CaseSensitive",
+    "CaseSensitiveMatch",
+    "build_filters",
+    "filtered_attrs",
+    "split_key",
+    "typed_filters",
+]
 
 SEPARATOR = "__"
 
@@ -41,30 +49,24 @@ Column = ColumnElement[Any]
 Condition = ColumnElement[bool]
 
 
-class _CaseSensitive(FunctionElement[Any]):
+class CaseSensitive(FunctionElement[Any]):
     """Its argument, compared byte for byte where the dialect would otherwise ignore case."""
 
     name = "baserepo_case_sensitive"
     inherit_cache = True
 
 
-@compiles(_CaseSensitive)
-def _compile_plain(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(CaseSensitive)
+def _compile_plain(element: CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
+    # A database whose comparisons ignore case adds its own rule (the bulk dialect modules).
     return str(compiler.process(element.clauses, **kw))
 
 
-# A "mariadb://" URL gives a dialect named "mariadb", and @compiles dispatches on the exact
-# name: without it BINARY was silently dropped and these lookups ignored case there.
-@compiles(_CaseSensitive, "mysql", "mariadb")
-def _compile_binary(element: _CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"BINARY {compiler.process(element.clauses, **kw)}"
-
-
 def _cs(column: Column) -> Column:
-    return _CaseSensitive(column)
+    return CaseSensitive(column)
 
 
-class _CaseSensitiveMatch(FunctionElement[bool]):
+class CaseSensitiveMatch(FunctionElement[bool]):
     """(LIKE match, equivalent GLOB match): the LIKE everywhere but SQLite, the GLOB there.
 
     SQLite's LIKE ignores ASCII case whatever the collation, so BINARY cannot help; its GLOB
@@ -77,16 +79,11 @@ class _CaseSensitiveMatch(FunctionElement[bool]):
     _is_implicitly_boolean = True  # a comparison: never rendered as "<match> = 1"
 
 
-@compiles(_CaseSensitiveMatch)
-def _compile_like(element: _CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(CaseSensitiveMatch)
+def _compile_like(element: CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    # The database whose LIKE ignores case renders the GLOB instead (its bulk dialect module).
     like, _glob = element.clauses.clauses
     return str(compiler.process(like, **kw))
-
-
-@compiles(_CaseSensitiveMatch, "sqlite")
-def _compile_glob(element: _CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
-    _like, glob = element.clauses.clauses
-    return str(compiler.process(glob, **kw))
 
 
 # GLOB has no ESCAPE clause: a special character is made literal as a one-character class.
@@ -168,7 +165,7 @@ def _like(
         if glob is None:
             return build(col, text)
         glob_match = col.op("GLOB", is_comparison=True)(glob(text))
-        return _CaseSensitiveMatch(build(_cs(col), text), glob_match)
+        return CaseSensitiveMatch(build(_cs(col), text), glob_match)
 
     return lookup
 

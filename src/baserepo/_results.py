@@ -11,11 +11,9 @@ import dataclasses
 import enum
 
 # Imported at run time on purpose: pydantic resolves these annotations to build a schema.
-from collections.abc import Mapping  # noqa: TC003
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from .exceptions import RecordValidationError
 
 # "<record>" is how RecordValidationError names a problem with the record as a whole.
 _WHOLE_RECORD = "<record>"
@@ -84,8 +82,11 @@ class RecordFailure:
 
 
 def _problems(error: ValueError) -> dict[str, str]:
-    if isinstance(error, RecordValidationError):
-        return dict(error.problems)
+    # Read by shape, not by class: the results are what the errors module builds on (its
+    # BulkOperationError carries one), so it may not import that module back.
+    problems = getattr(error, "problems", None)  # RecordValidationError
+    if isinstance(problems, Mapping):
+        return {str(field): str(why) for field, why in problems.items()}
     errors = getattr(error, "errors", None)  # pydantic's ValidationError
     if callable(errors):
         return {

@@ -38,6 +38,7 @@ __all__ = [
     "has_written",
     "invalidation_key",
     "mark_written",
+    "register_savepoint_check",
 ]
 
 logger = logging.getLogger("baserepo.transactions")
@@ -150,21 +151,28 @@ async def finish_despite_cancellation(work: Awaitable[Any]) -> Any:
     return task.result()
 
 
+SavepointCheck = Callable[[Any], "str | None"]
+"""Given a DBAPI connection: why a SAVEPOINT on it would not be one (None: it works)."""
+
+_SAVEPOINT_CHECKS: dict[str, SavepointCheck] = {}
+
+
+def register_savepoint_check(dialect_name: str, check: SavepointCheck) -> None:
+    """Let a database's module say when its driver breaks SAVEPOINT (as SQLite's does)."""
+    _SAVEPOINT_CHECKS[dialect_name] = check
+
+
 async def ensure_savepoints_work(session: AsyncSession) -> None:
-    """Refuse to rely on SAVEPOINT where pysqlite/aiosqlite would silently break it."""
+    """Refuse to rely on SAVEPOINT where the driver would silently break it."""
     if session.sync_session.info.get(_SAVEPOINT_CHECKED_KEY):
         return
     connection = await session.connection()
-    if connection.dialect.name == "sqlite":
+    check = _SAVEPOINT_CHECKS.get(connection.dialect.name)
+    if check is not None:
         raw = await connection.get_raw_connection()
-        isolation_level = getattr(raw.dbapi_connection, "isolation_level", None)
-        if isolation_level is not None:
-            raise ConfigurationError(
-                "this SQLite engine keeps the driver's default transaction handling, under "
-                "which a SAVEPOINT can commit on its own and a rollback would not undo it. "
-                "Create the engine with baserepo.create_engine(url) or apply "
-                "baserepo.enable_sqlite_savepoints(engine) (SQLAlchemy's documented recipe)."
-            )
+        why = check(raw.dbapi_connection)
+        if why is not None:
+            raise ConfigurationError(why)
     session.sync_session.info[_SAVEPOINT_CHECKED_KEY] = True
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import baserepo.cache
 import baserepo.cache.config
+from tests.unit.import_graph import cycles, package_graph
 
 CACHE_DIR = Path(baserepo.cache.__file__).parent
 PACKAGE = "baserepo.cache"
@@ -38,47 +39,10 @@ def _imports(module: str) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    graph = {}
-    for module in MODULES:
-        name = PACKAGE if module == "__init__" else f"{PACKAGE}.{module}"
-        graph[name] = set()
-        for target in _imports(module):
-            if target.startswith(f"{PACKAGE}.") and target.rpartition(".")[2] in MODULES:
-                graph[name].add(target)
-    return graph
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    found: list[list[str]] = []
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                found.append([*path[path.index(nxt) :], nxt])
-            elif nxt not in state:
-                visit(nxt)
-        path.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
-    return found
-
-
 def test_the_cache_package_has_no_import_cycle() -> None:
-    graph = _graph()
+    graph = package_graph(CACHE_DIR, PACKAGE)
     assert f"{PACKAGE}._reads" in graph  # the walk found the modules
-    assert _cycles(graph) == []
-
-
-def test_the_cycle_check_sees_a_cycle() -> None:
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles(graph) == []
 
 
 @pytest.mark.parametrize("module", STATE_MODULES)

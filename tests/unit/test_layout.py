@@ -7,6 +7,8 @@ check them but the public modules the demo names).
 - Each optional client library is imported by one module: redis-py by the Redis backend,
   rich by the demo's reporters.
 - No module is longer than 600 lines.
+- The package has no import cycle, counting imports made for type checking only and imports
+  inside functions (``import_graph``).
 """
 
 import ast
@@ -15,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.unit.import_graph import cycles, package_graph
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "baserepo"
 MAX_LINES = 600
@@ -101,3 +105,13 @@ def test_no_module_is_longer_than_600_lines() -> None:
     assert too_long == {}
     settled = [name for name, limit in OVER_LIMIT.items() if lengths.get(name, 0) <= MAX_LINES]
     assert settled == [], "under the limit now: remove from OVER_LIMIT"
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = package_graph(PACKAGE, "baserepo")
+    assert "baserepo._repository" in graph["baserepo"]  # the walk resolved relative imports
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]

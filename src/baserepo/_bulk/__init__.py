@@ -22,8 +22,16 @@ from .sqlite import SqliteDialect
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DIALECTS", "BulkChanges", "BulkDialect", "BulkEngine", "bulk_dialect_for"]
+__all__ = [
+    "DIALECTS",
+    "BulkChanges",
+    "BulkDialect",
+    "BulkEngine",
+    "bulk_dialect_for",
+    "prepare_engine",
+]
 
 DIALECTS: tuple[type[BulkDialect], ...] = (
     PostgresqlDialect,
@@ -52,8 +60,21 @@ def bulk_dialect_for(dialect: Dialect) -> BulkDialect:
             f"{dialect.name} {dialect.server_version_info} cannot return ids from INSERT; "
             f"baserepo needs one of: {needed}"
         )
-    cls = _REGISTRY.get((dialect.name, dialect.driver)) or _REGISTRY.get((dialect.name, None))
+    cls = _class_for(dialect)
     if cls is None:
         raise ConfigurationError(f"no bulk dialect for {dialect.name}+{dialect.driver}")
     made = _INSTANCES[dialect] = cls(dialect)
     return made
+
+
+def prepare_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Give a new engine what its database needs before baserepo can rely on it (SQLite: the
+    SAVEPOINT recipe); capabilities are not known yet, only the dialect's name and driver."""
+    cls = _class_for(engine.dialect)
+    if cls is not None:
+        cls.prepare_engine(engine)
+    return engine
+
+
+def _class_for(dialect: Dialect) -> type[BulkDialect] | None:
+    return _REGISTRY.get((dialect.name, dialect.driver)) or _REGISTRY.get((dialect.name, None))

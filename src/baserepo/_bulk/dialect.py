@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Column, Select, Table
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine as AsyncEngine
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
@@ -81,6 +82,11 @@ class BulkDialect(Protocol):
     """Records per bulk_create batch when the caller gives no ``batch_size``."""
 
     def __init__(self, dialect: Dialect) -> None: ...
+
+    @staticmethod
+    def prepare_engine(engine: AsyncEngine) -> None:
+        """What a new engine of this database needs before baserepo relies on it."""
+        ...
 
     def rows_per_statement(self, info: ModelInfo) -> int:
         """Most rows one insert of this model can carry; batches are clamped to it."""

@@ -23,7 +23,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import ColumnElement, Insert, Table, insert
+from sqlalchemy.ext.compiler import compiles
 
+from .._lookups import CaseSensitive
 from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert
 from .dialect import ChangeBatch, ChangeTarget, keyed_change
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine as AsyncEngine
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql.compiler import SQLCompiler
 
     from .._model import ModelInfo
     from ._insert import Row
@@ -72,6 +76,10 @@ class MysqlDialect:
     names: ClassVar[tuple[str, ...]] = ("mysql", "mariadb")
     driver: ClassVar[str | None] = None
     requirement: ClassVar[str] = "MariaDB 10.5+"
+
+    @staticmethod
+    def prepare_engine(engine: AsyncEngine) -> None:
+        """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
@@ -151,3 +159,11 @@ def _summarise(table: str, warnings: list[str], *, skipped: int, total: int) -> 
         len(warnings),
         warnings[0],
     )
+
+
+# Comparisons follow the column collation, case-insensitive by default: the case-sensitive
+# lookups compare bytes. A "mariadb://" URL gives a dialect named "mariadb", and @compiles
+# dispatches on the exact name: without it BINARY was silently dropped there.
+@compiles(CaseSensitive, "mysql", "mariadb")
+def _compile_binary(element: CaseSensitive, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"BINARY {compiler.process(element.clauses, **kw)}"

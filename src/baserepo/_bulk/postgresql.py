@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Column
     from sqlalchemy.engine import Dialect
+    from sqlalchemy.ext.asyncio import AsyncEngine as AsyncEngine
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
@@ -78,6 +79,10 @@ class PostgresqlDialect:
     names: ClassVar[tuple[str, ...]] = ("postgresql",)
     driver: ClassVar[str | None] = None
     requirement: ClassVar[str] = "PostgreSQL"
+
+    @staticmethod
+    def prepare_engine(engine: AsyncEngine) -> None:
+        """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
         # The executemany fallback sends one parameter per value: SQLAlchemy's limit for

@@ -47,10 +47,13 @@ from itertools import chain
 from operator import attrgetter, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ColumnElement, Insert, Sequence, Table, types
+from sqlalchemy import ColumnElement, Insert, Sequence, Table, event, types
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.compiler import compiles
 
 from .._fast_records import PreparedRows
+from .._lookups import CaseSensitiveMatch
+from .._transactions import register_savepoint_check
 from ._insert import (
     ExecutemanyInsert,
     align_returned,
@@ -64,8 +67,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Connection, Dialect
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine as AsyncEngine
+    from sqlalchemy.sql.compiler import SQLCompiler
 
     from .._model import ModelInfo
     from ._insert import Row
@@ -141,6 +146,10 @@ class SqliteDialect:
     names: ClassVar[tuple[str, ...]] = ("sqlite",)
     driver: ClassVar[str | None] = None
     requirement: ClassVar[str] = "SQLite 3.35+"
+
+    @staticmethod
+    def prepare_engine(engine: AsyncEngine) -> None:
+        enable_savepoints(engine)
 
     def __init__(self, dialect: Dialect) -> None:
         # SQLAlchemy's limit for the dialect, below SQLITE_MAX_VARIABLE_NUMBER (32766).
@@ -449,3 +458,50 @@ def _first_row_statement(table: Table, keys: tuple[str, ...], pk_key: str, prepa
         _statement(table, keys, 1, (), False, preparer)
         + f" RETURNING {preparer.quote(table.c[pk_key].name)}, {triggers}"
     )
+
+
+# SQLite's LIKE ignores ASCII case whatever the collation; its GLOB does not.
+@compiles(CaseSensitiveMatch, "sqlite")
+def _compile_glob(element: CaseSensitiveMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    _like, glob = element.clauses.clauses
+    return str(compiler.process(glob, **kw))
+
+
+_PATCHED = "_baserepo_sqlite_savepoints"
+
+
+def enable_savepoints(engine: AsyncEngine) -> AsyncEngine:
+    """Apply SQLAlchemy's documented fix for SAVEPOINT on pysqlite/aiosqlite; idempotent.
+
+    The driver's default delays BEGIN until the first DML statement, so a SAVEPOINT that
+    opens a transaction starts one of its own and its RELEASE commits. The recipe turns the
+    driver's handling off and emits BEGIN from SQLAlchemy's ``begin`` event instead.
+    """
+    sync_engine = engine.sync_engine
+    if getattr(sync_engine, _PATCHED, False):
+        return engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _emit_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    setattr(sync_engine, _PATCHED, True)
+    return engine
+
+
+def _savepoints_break(dbapi_connection: Any) -> str | None:
+    if getattr(dbapi_connection, "isolation_level", None) is None:
+        return None
+    return (
+        "this SQLite engine keeps the driver's default transaction handling, under which a "
+        "SAVEPOINT can commit on its own and a rollback would not undo it. Create the engine "
+        "with baserepo.create_engine(url) or apply baserepo.enable_sqlite_savepoints(engine) "
+        "(SQLAlchemy's documented recipe)."
+    )
+
+
+register_savepoint_check("sqlite", _savepoints_break)
