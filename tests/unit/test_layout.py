@@ -91,24 +91,21 @@ def test_only_the_command_imports_the_demo() -> None:
 
 @pytest.mark.parametrize(("library", "module"), ONLY_IMPORTER.items())
 def test_a_client_library_is_imported_by_one_module(library: str, module: str) -> None:
-    importers = {
+    assert _importers(library) == {module}
+
+
+def _importers(library: str) -> set[str]:
+    return {
         _name(path)
         for path in _modules()
         for imported, _ in _imports(path)
         if imported.split(".")[0] == library
     }
-    assert importers == {module}
 
 
 @pytest.mark.parametrize("library", NEVER_IMPORTED)
 def test_no_module_imports_a_database_driver(library: str) -> None:
-    importers = {
-        _name(path)
-        for path in _modules()
-        for imported, _ in _imports(path)
-        if imported.split(".")[0] == library
-    }
-    assert importers == set()
+    assert _importers(library) == set()
 
 
 def test_no_module_is_longer_than_600_lines() -> None:
