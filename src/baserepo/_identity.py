@@ -20,6 +20,7 @@ Three rules keep what a caller holds equal to what the database holds:
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
@@ -154,28 +155,42 @@ def adopt(session: AsyncSession, info: ModelInfo, instances: list[Any]) -> list[
     identity_map = sync_session.identity_map
     hash_key = sync_session.hash_key
     dispatch = sa_inspect(info.model).class_manager.dispatch
+    on_load = dispatch.load if dispatch.load else None
+    on_refresh = dispatch.refresh if dispatch.refresh else None
     columns = list(info.columns)
-    adopted = []
+    values_of = itemgetter(*columns) if len(columns) > 1 else (lambda d: (d[columns[0]],))
     # SQLAlchemy's loader does the same, with the same internal calls (loading.py: "attach
     # instance to session", and _commit_all after populate_existing); the public spellings
     # (session.add, set_committed_value) cost twenty times more per row on this, the hit path.
+    add_unpresent = identity_map._add_unpresent
+    if not len(identity_map):
+        # A session that holds nothing (a request's): every row is new, and a result never
+        # holds one key twice, so there is nothing to look up.
+        for instance in instances:
+            state = attributes.instance_state(instance)
+            state.session_id = hash_key
+            add_unpresent(state, state.key)  # type: ignore[arg-type]
+            if on_load is not None:
+                on_load(state, None)
+        return instances
+    adopted = []
     for instance in instances:
         state = attributes.instance_state(instance)
         key = state.key
         existing = identity_map.get(key) if len(identity_map) else None  # type: ignore[arg-type]
         if existing is None:
             state.session_id = hash_key
-            identity_map._add_unpresent(state, key)  # type: ignore[arg-type]
-            if dispatch.load:
-                dispatch.load(state, None)
+            add_unpresent(state, key)  # type: ignore[arg-type]
+            if on_load is not None:
+                on_load(state, None)
             adopted.append(instance)
             continue
-        loaded = instance.__dict__
         existing_state = attributes.instance_state(existing)
         existing_dict = existing.__dict__
-        existing_dict.update({attr: loaded[attr] for attr in columns})
-        existing_state._commit_all(existing_dict, identity_map)
-        if dispatch.refresh:
-            dispatch.refresh(existing_state, None, columns)
+        existing_dict.update(zip(columns, values_of(instance.__dict__), strict=True))
+        if existing_state.modified or existing_state.expired_attributes:
+            existing_state._commit_all(existing_dict, identity_map)
+        if on_refresh is not None:
+            on_refresh(existing_state, None, columns)
         adopted.append(existing)
     return adopted
