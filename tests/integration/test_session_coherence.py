@@ -370,6 +370,34 @@ async def test_lazy_relationships_load_on_a_hit_as_on_a_miss(
     assert loaded == [["m0", "m1", "m2"]] * 2
 
 
+class EagerTeam(RelBase):
+    """``Team``'s table with its members loaded together with each row."""
+
+    __table__ = Team.__table__
+    members: Mapped[list[Member]] = relationship(lazy="selectin", viewonly=True)
+
+
+async def test_a_model_with_eager_relationships_reads_past_the_cache(
+    engine: AsyncEngine, teams: None, stack: Stack
+) -> None:
+    """A cached row holds columns only; a hit would come without the relationship a query
+    loads eagerly, so such a model is not cached: every read loads it."""
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as session:
+        team_id = (await BaseRepository(Team, session).create({"name": "core"})).id
+        await BaseRepository(Member, session).bulk_create(
+            [{"name": f"m{i}", "team_id": team_id} for i in range(2)]
+        )
+    config = patient(stack)
+    for _ in range(2):
+        async with factory() as session:
+            team = await BaseRepository(EagerTeam, session, config).get(team_id)
+            assert team is not None
+            assert sorted(m.name for m in team.__dict__["members"]) == ["m0", "m1"]
+        await config.settle()
+    assert config.stats().hits == 0
+
+
 # -- 3. ORM writes through the session invalidate ------------------------------------------
 
 

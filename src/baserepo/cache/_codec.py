@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["RowCodec", "UnsupportedColumn"]
 
 
+_EAGER_LOADING = frozenset({"joined", "selectin", "subquery", "immediate"})
+
+
 class UnsupportedColumn(Exception):
     """A column type whose values could not be restored exactly; the model is not cached."""
 
@@ -43,6 +46,15 @@ class RowCodec:
     def __init__(self, info: ModelInfo) -> None:
         self._model = info.model
         self._mapper = inspect(info.model)
+        # A cached row carries columns only: a relationship a query would load with the row
+        # (joined, selectin...) would be missing on a hit, which a cache must never show.
+        eager = [
+            relationship.key
+            for relationship in self._mapper.relationships
+            if relationship.lazy in _EAGER_LOADING
+        ]
+        if eager:
+            raise UnsupportedColumn(f"relationship {eager[0]!r} loads with the row (eagerly)")
         self._attrs = list(info.columns)
         types = [column.type for column in info.columns.values()]
         kinds = [kind_of(sql_type) for sql_type in types]

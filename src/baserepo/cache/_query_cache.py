@@ -51,7 +51,7 @@ class QueryCache:
             self.codec = RowCodec(info)
         except UnsupportedColumn as unsupported:
             logger.warning(
-                "%s is not cached: column type %s cannot be restored exactly from the cache",
+                "%s is not cached: its rows cannot be restored exactly from the cache (%s)",
                 info.model.__name__,
                 unsupported,
             )
