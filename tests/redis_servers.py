@@ -102,7 +102,9 @@ class RedisServer:
     """A ``redis-server`` this test session started; unpacks as ``(port, process)``.
 
     ``process`` is the current ``subprocess.Popen``; ``restart()`` replaces it with a new one on
-    the same port (and an empty dataset: nothing is persisted).
+    the same port (and an empty dataset: nothing is persisted). ``snapshot()`` saves the dataset
+    (``SAVE``) and keeps a copy of the RDB file; ``restart_from(snapshot)`` kills the server and
+    starts it again on that copy, as a restore from an old backup or snapshot does.
     """
 
     port: int
@@ -153,8 +155,33 @@ class RedisServer:
             self.process.kill()
         self.process.wait(timeout=START_TIMEOUT_SECONDS)
 
+    @property
+    def rdb(self) -> Path:
+        """Where the server saves and loads its dataset (``--dir``, default ``dump.rdb``)."""
+        return self.workdir / "dump.rdb"
+
     def restart(self) -> None:
+        """Kill, and start again empty (even after a ``snapshot()``)."""
         self.kill()
+        self.rdb.unlink(missing_ok=True)
+        self.start()
+
+    def snapshot(self) -> Path:
+        """``SAVE`` the dataset now; returns a copy of the RDB file that later saves leave."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"SAVE\r\n")
+            reply = sock.recv(64)
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"SAVE on port {self.port} failed: {reply!r}")
+        saved = self.workdir / f"snapshot-{time.monotonic_ns()}.rdb"
+        shutil.copyfile(self.rdb, saved)
+        return saved
+
+    def restart_from(self, snapshot: Path) -> None:
+        """Kill (SIGKILL, no save), put ``snapshot`` in place, start: the dataset is the
+        snapshot's, and the server a new run (a new ``run_id``)."""
+        self.kill()
+        shutil.copyfile(snapshot, self.rdb)
         self.start()
 
     def stop(self) -> None:

@@ -97,10 +97,9 @@ class MemoryBackend:
         return stored
 
     async def bump(self, generation_key: str) -> int:
-        generation = self._generations.get(generation_key, 0) + 1
-        if generation == 1:
-            # As in Redis: a new generation starts from the clock, never at a reused number.
-            generation = time.time_ns() // 1000
+        # As in Redis: the larger of the next number and the clock (microseconds), so a
+        # generation never goes back or repeats, even for a backend made again from scratch.
+        generation = max(self._generations.get(generation_key, 0) + 1, time.time_ns() // 1000)
         self._generations[generation_key] = generation
         return generation
 

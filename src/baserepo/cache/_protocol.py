@@ -71,8 +71,11 @@ class CacheBackend(Protocol):
         ...
 
     async def bump(self, generation_key: str) -> int:
-        """Increment the model's generation; a missing one starts from the clock (microseconds),
-        so numbers are never reused after the backend lost its data. Returns the new value."""
+        """Move the model's generation on: to the larger of the next number and the clock
+        (microseconds), so numbers never go back or repeat, even after the backend lost its
+        data or restored an older copy of it. Returns the new value. A backend whose data can
+        be restored (Redis) also reads a generation it cannot vouch for as missing (0), so
+        the reader bumps before using the cache."""
         ...
 
     async def delete_pattern(self, pattern: str) -> int:

@@ -118,9 +118,11 @@ class Reads:
             return await load()
         generation, payload, lease_taken = entry
         if generation == 0:
-            # No generation yet (first use, or the backend lost its data): create one from
-            # the clock before reading the database. Fills at 0 are refused, so a reader
-            # from before a Redis restart can never store what it read back then.
+            # No generation yet (first use, the backend lost its data, or one it cannot
+            # vouch for: restored from a snapshot, moved under another server run): create
+            # one above every earlier number before reading the database. Fills at 0 are
+            # refused, so a reader from before a Redis restart can never store what it read
+            # back then.
             created = await self._generation.create(created_before_read)
             if created is FAILED:
                 counters.misses += 1

@@ -15,6 +15,7 @@ not to decode them, and member names and keys are accepted as ``str`` or ``bytes
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -25,7 +26,7 @@ from ._envelope import open_envelope, seal
 from ._protocol import warn_try_lock
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from redis.asyncio.cluster import ClusterNode
     from redis.commands.core import AsyncScript
@@ -142,17 +143,31 @@ end
 return stored
 """
 
-# A generation that starts at 1 again after Redis lost its data could meet a reader that
-# still holds the same number from before: a new generation starts at the server's clock
-# in microseconds instead, so numbers never repeat across restarts.
+# Generations never go backwards or repeat. A new one is the largest of: the stored one + 1,
+# the server's clock in microseconds, and the highest this client has seen + 1 (ARGV[1]). So
+# after Redis lost data (restart without persistence, FLUSHALL) or brought back an older
+# counter (a restart from an old snapshot or AOF, a failover that lost writes), the next
+# number is above every number handed out before: the clock has moved past them, and a
+# client that saw a lost number pushes past it itself. The server's run_id (new at every
+# start) is stored next to the generation (KEYS[2]): a generation that was not moved under
+# the running server may come from a restored dataset, and readers do not trust it (see
+# RedisBackend._current). Lua numbers are doubles: exact up to 2**53, far above the clock.
 _BUMP = """
-local generation = redis.call('INCR', KEYS[1])
-if generation == 1 then
-  local now = redis.call('TIME')
-  generation = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  redis.call('SET', KEYS[1], string.format('%d', generation))
+local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local now = redis.call('TIME')
+local generation = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if current + 1 > generation then
+  generation = current + 1
 end
-return generation
+local floor = tonumber(ARGV[1]) or 0
+if floor + 1 > generation then
+  generation = floor + 1
+end
+local text = string.format('%d', generation)
+redis.call('SET', KEYS[1], text)
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+redis.call('SET', KEYS[2], server)
+return {text, server}
 """
 
 _SCRIPTS = {
@@ -177,12 +192,22 @@ class RedisBackend:
     Args:
         client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``. It stays the
             caller's: ``close()`` does not close it.
+        identity_check_seconds: how often the server's run_id is read again (one ``INFO
+            server`` per node), also after any failed read. A generation moved under another
+            server run reads as missing (0), so the reader bumps before serving or filling.
+        clock: monotonic seconds (injected by tests).
 
     Callers pass keys of one model with a shared hash tag; ``read_many``, ``fill``,
     ``incr_usage`` and ``top_usage`` rely on that on a cluster (one slot per call).
     """
 
-    def __init__(self, client: Redis | RedisCluster) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        identity_check_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not isinstance(client, Redis | RedisCluster):
             raise TypeError(
                 "RedisBackend needs a redis.asyncio.Redis or redis.asyncio.RedisCluster, "
@@ -195,6 +220,14 @@ class RedisBackend:
         self._cluster_ready = False
         self._cluster_lock: asyncio.Lock | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # Server identity: the run_id of each node (standalone: ""), and when it was read.
+        # Re-read every identity_check_seconds and after any failed read.
+        self._identity_check_seconds = identity_check_seconds
+        self._clock = clock
+        self._servers: dict[str, tuple[str, float]] = {}
+        # The highest generation this backend has seen per generation key: one lower than
+        # that means the server went back in time (restored snapshot, failover).
+        self._highest: dict[str, int] = {}
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -205,11 +238,12 @@ class RedisBackend:
     async def read_many(
         self, generation_key: str, keys: Sequence[str]
     ) -> tuple[int, list[bytes | None]]:
-        # One MGET: the generation and the entries come from the same instant, so an entry is
-        # judged against the generation that was current when it was read.
-        values = await self._execute("MGET", generation_key, *keys, **{NEVER_DECODE: True})
-        generation = int(values[0]) if values[0] is not None else 0
-        return generation, [open_envelope(stored, generation) for stored in values[1:]]
+        # One MGET: the generation, the server run it was moved under, and the entries come
+        # from the same instant, so an entry is judged against the generation that was
+        # current when it was read.
+        values = await self._read(generation_key, keys)
+        generation = self._current(generation_key, *values[:4])
+        return generation, [open_envelope(stored, generation) for stored in values[4:]]
 
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
@@ -223,9 +257,66 @@ class RedisBackend:
     async def read_with_lease(
         self, generation_key: str, key: str, lease_key: str
     ) -> tuple[int, bytes | None, bool]:
-        values = await self._execute("MGET", generation_key, key, lease_key, **{NEVER_DECODE: True})
-        generation = int(values[0]) if values[0] is not None else 0
-        return generation, open_envelope(values[1], generation), values[2] is not None
+        values = await self._read(generation_key, (key, lease_key))
+        generation = self._current(generation_key, *values[:4])
+        return generation, open_envelope(values[4], generation), values[5] is not None
+
+    async def _read(self, generation_key: str, keys: Sequence[str]) -> list[Any]:
+        """[highest generation seen before the read, server run_id, stored generation, the
+        run it was moved under, *values]; forgets the server identity on failure (a failed
+        call may be the server going away)."""
+        # Only what was seen before the read was sent: a bump of ours that lands while the
+        # read is on its way may legitimately be newer than what the read finds.
+        seen = self._highest.get(generation_key, 0)
+        try:
+            server = await self._server_identity(generation_key)
+            values = await self._execute(
+                "MGET", generation_key, _server_key(generation_key), *keys, **{NEVER_DECODE: True}
+            )
+        except BaseException:
+            self._servers.clear()
+            raise
+        return [seen, server, *values]
+
+    def _current(
+        self,
+        generation_key: str,
+        seen: int,
+        server: str,
+        stored: bytes | None,
+        moved_under: bytes | None,
+    ) -> int:
+        """The stored generation, or 0 (missing: the reader bumps before using the cache)
+        when it cannot be trusted: moved under another server run (a restart from a snapshot
+        or AOF, a failover: entries of that generation may predate a write whose bump the
+        restored data lost), or lower than one this backend has seen."""
+        if stored is None:
+            return 0
+        generation = int(stored)
+        if moved_under is None or _text(moved_under) != server:
+            return 0
+        if generation < seen:
+            return 0
+        self._highest[generation_key] = max(generation, self._highest.get(generation_key, 0))
+        return generation
+
+    async def _server_identity(self, generation_key: str) -> str:
+        """The run_id of the node holding ``generation_key``, read again when due."""
+        node: ClusterNode | None = None
+        name = ""
+        if isinstance(self._client, RedisCluster):
+            await self._ensure_cluster()
+            node = self._client.get_node_from_key(generation_key)
+            name = node.name if node is not None else ""
+        known = self._servers.get(name)
+        now = self._clock()
+        if known is not None and now - known[1] < self._identity_check_seconds:
+            return known[0]
+        target = {} if node is None else {"target_nodes": node}
+        info = await self._execute("INFO", "server", **target)
+        run_id = _run_id(info)
+        self._servers[name] = (run_id, now)
+        return run_id
 
     async def fill_and_release(
         self,
@@ -246,7 +337,19 @@ class RedisBackend:
         return bool(result)
 
     async def bump(self, generation_key: str) -> int:
-        return int(await self._run("bump", (generation_key,), ()))
+        floor = self._highest.get(generation_key, 0)
+        text, server = await self._run(
+            "bump", (generation_key, _server_key(generation_key)), (str(floor),)
+        )
+        generation = int(text)
+        self._highest[generation_key] = max(generation, self._highest.get(generation_key, 0))
+        # The bump ran on the node that holds the key: its run_id is known as of now.
+        name = ""
+        if isinstance(self._client, RedisCluster):
+            node = self._client.get_node_from_key(generation_key)
+            name = node.name if node is not None else ""
+        self._servers[name] = (_text(server), self._clock())
+        return generation
 
     async def delete_pattern(self, pattern: str) -> int:
         if isinstance(self._client, RedisCluster):
@@ -347,6 +450,10 @@ class RedisBackend:
         # A RedisCluster that has not loaded its slot map yet drops some commands of a
         # concurrent burst (redis-py 8.1: "'NoneType' object has no attribute 'writelines'");
         # load it once, under a lock, before the first command.
+        await self._ensure_cluster()
+        return await cast("_Executes", self._client).execute_command(*args, **options)
+
+    async def _ensure_cluster(self) -> None:
         if not self._cluster_ready:
             if self._cluster_lock is None:
                 self._cluster_lock = asyncio.Lock()
@@ -354,7 +461,6 @@ class RedisBackend:
                 if not self._cluster_ready:
                     await cast("RedisCluster", self._client).initialize()
                     self._cluster_ready = True
-        return await cast("_Executes", self._client).execute_command(*args, **options)
 
     # -- scripts ---------------------------------------------------------------------------
 
@@ -374,6 +480,23 @@ class RedisBackend:
             # On a cluster SCRIPT LOAD goes to every primary, so one retry suffices.
             await self._client.script_load(script.script)
             return await self._execute(*command, **{NEVER_DECODE: True})
+
+
+def _server_key(generation_key: str) -> str:
+    # Same hash tag as the generation, and metadata (":~"): never deleted by a pattern.
+    return f"{generation_key}:server"
+
+
+def _run_id(info: Any) -> str:
+    # INFO as parsed by redis-py: a dict, or on a cluster possibly {node name: dict}.
+    if isinstance(info, dict) and "run_id" not in info and len(info) == 1:
+        (info,) = info.values()
+    if isinstance(info, dict):
+        return _text(info["run_id"])
+    for line in _text(info).splitlines():
+        if line.startswith("run_id:"):
+            return line.split(":", 1)[1].strip()
+    raise ValueError("INFO server gave no run_id")
 
 
 def _milliseconds(seconds: float) -> int:

@@ -98,7 +98,7 @@ class CacheConfig:
             if redis_client is not None:
                 from ._redis import RedisBackend  # only this path needs redis-py
 
-                backend = RedisBackend(redis_client)
+                backend = RedisBackend(redis_client, clock=clock)
             else:
                 backend = MemoryBackend(clock=clock)
         self.backend: CacheBackend = backend
