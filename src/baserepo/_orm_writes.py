@@ -99,9 +99,11 @@ def _on_execute(state: ORMExecuteState) -> Any:
     if not (state.is_insert or state.is_update or state.is_delete):
         sync_session.info.pop(_READ_OPENED_KEY, None)  # text(), DDL...: may have written
         return None
+    sync_session.info.pop(_READ_OPENED_KEY, None)
     classes = {mapper.class_ for mapper in state.all_mappers}
-    if not classes:  # a Core statement on a Table (the bulk engine's): its caller tracks it
-        sync_session.info.pop(_READ_OPENED_KEY, None)
+    # A Core statement on a Table (the bulk engine's) is tracked by its caller; a session
+    # without a cached repository has nothing to invalidate.
+    if not classes or not sync_session.info.get(_CACHES_KEY):
         return None
     # The statement opens the transaction when none is open yet; run it first so that the
     # invalidation is queued on that transaction (and dropped if it rolls back).

@@ -11,7 +11,7 @@ import pytest
 
 import baserepo.cache
 import baserepo.cache.config
-from tests.unit.import_graph import cycles, package_graph
+from tests.unit.import_graph import cycles, imports_of, package_graph
 
 CACHE_DIR = Path(baserepo.cache.__file__).parent
 PACKAGE = "baserepo.cache"
@@ -22,21 +22,9 @@ STATE_MODULES = ("_guard", "_runtime", "_stats", "_usage")
 
 def _imports(module: str) -> set[str]:
     """Every module ``module`` imports, absolute, wherever the import statement is."""
-    tree = ast.parse((CACHE_DIR / f"{module}.py").read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = PACKAGE.split(".")
-                base = parts[: len(parts) - (node.level - 1)]
-                target = ".".join([*base, node.module] if node.module else base)
-            else:
-                target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)
-    return found
+    source = (CACHE_DIR / f"{module}.py").read_text()
+    name = PACKAGE if module == "__init__" else f"{PACKAGE}.{module}"
+    return imports_of(source, name, is_package=module == "__init__")
 
 
 def test_the_cache_package_has_no_import_cycle() -> None:
