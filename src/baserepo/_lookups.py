@@ -271,13 +271,17 @@ def typed_filters(info: ModelInfo, filters: Mapping[str, Any]) -> dict[str, Any]
     return typed
 
 
-def build_filters(info: ModelInfo, filters: Mapping[str, Any]) -> Condition:
-    """AND of every ``field__lookup=value`` in ``filters``; raises InvalidFilterError."""
+def build_filters(info: ModelInfo, filters: Mapping[str, Any], *, typed: bool = False) -> Condition:
+    """AND of every ``field__lookup=value`` in ``filters``; raises InvalidFilterError.
+
+    ``typed``: the values already went through ``typed_filters`` (not converted again).
+    """
     conditions = []
     for key, value in filters.items():
         field, lookup = split_key(info, key)
-        typed = typed_value(key, lookup, column_filter(info.columns[field]), value)
-        conditions.append(LOOKUPS[lookup](key, getattr(info.model, field), typed))
+        if not typed:
+            value = typed_value(key, lookup, column_filter(info.columns[field]), value)
+        conditions.append(LOOKUPS[lookup](key, getattr(info.model, field), value))
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]

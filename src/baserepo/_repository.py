@@ -193,7 +193,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
         # Checked and converted before any cache lookup: age="42" and age=42 are one entry.
         merged = typed_filters(self._info, _merge(filters, filter_kwargs))
-        condition = self._where(merged)
+        condition = build_filters(self._info, merged, typed=True)
         ordering = order_clauses(self._info, order_by)
 
         async def load() -> builtins.list[ModelT]:
@@ -224,7 +224,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     ) -> int:
         """How many rows match the filters."""
         merged = typed_filters(self._info, _merge(filters, filter_kwargs))
-        condition = self._where(merged)
+        condition = build_filters(self._info, merged, typed=True)
 
         async def load() -> int:
             query = select(func.count()).select_from(self._info.table).where(condition)

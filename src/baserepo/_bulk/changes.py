@@ -33,7 +33,7 @@ from .._transactions import atomic
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy, is_transient
 from .dialect import ChangeBatch, ChangeTarget, next_keys
-from .tally import BatchCommitted, ProgressCallback, Tally, report_progress, stopped
+from .tally import BatchCommitted, ProgressCallback, Tally, describe, report_progress, stopped
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -114,21 +114,21 @@ class BulkChanges:
                     ids = await self._keys_of(
                         next_keys(self._target.pk, condition, size, last), error
                     )
-                if not ids and not is_unavailable(error):
-                    if is_transient(error):
+                if not ids:
+                    if is_transient(error) and not is_unavailable(error):
                         # Its rows have stopped matching meanwhile: nothing is left to change
                         # and no row to report.
                         break
-                    raise translate(error) from error  # no row to blame: the statement's fault
-                if not ids:
                     if tally.success_count == 0 and not tally.failures:
-                        raise translate(error) from error
+                        raise translate(error) from error  # nothing written: no result to keep
+                    # Earlier batches committed: the caller gets them with the reason it stopped.
                     tally.fail(_batch_failure((), error, "could not select the next batch"))
-                    if is_unavailable(error):
-                        raise stopped(
-                            operation, tally, "the connection to the database failed"
-                        ) from (translate(error))
-                    break
+                    why = (
+                        "the connection to the database failed"
+                        if is_unavailable(error)
+                        else f"a batch failed with no rows to report: {describe(error)}"
+                    )
+                    raise stopped(operation, tally, why) from translate(error)
                 spent = f" after {tries} tries" if tries > 1 else ""
                 tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
                 if is_unavailable(error):  # nothing more can be done on this connection
@@ -149,8 +149,9 @@ class BulkChanges:
                     progress, tally.success_count + sum(len(f.ids) for f in tally.failures)
                 )
             except Exception as error:
-                why = f"the progress callback raised {type(error).__name__}: {error}"
-                raise stopped(operation, tally, why) from error
+                raise stopped(
+                    operation, tally, f"the progress callback raised {describe(error)}"
+                ) from error
         return tally.result()
 
     async def _keys_of(self, query: Select[Any], failure: sa_exc.SQLAlchemyError) -> list[Any]:

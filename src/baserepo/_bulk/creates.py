@@ -29,7 +29,7 @@ from .._transactions import atomic, caller_owns_transaction, ensure_savepoints_w
 from ._batching import Batches
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._key_pool import KeyPool
-from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
+from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy, is_transient
 from .tally import BatchCommitted, ProgressCallback, Tally, describe, report_progress, stopped
 
 if TYPE_CHECKING:
@@ -359,6 +359,10 @@ class BulkEngine:
             failure = await self._probe(rows[:middle], ignore_conflicts, keys)
             if failure is None:
                 low = middle + 1
+            elif is_transient(failure):
+                # A deadlock or busy database says nothing about these rows: blame nobody
+                # rather than the prefix's last record.
+                return None, failure
             else:
                 high, cause, confirmed = middle, failure, True
         if not confirmed:

@@ -261,7 +261,10 @@ class Reads:
             elif stored is False:
                 self._counters.stale_fills_rejected += 1
         finally:
-            self._flights.pop(flight_key, None)
+            # Only our own flight: callers that joined a flight ending without bytes start a
+            # new one under the same key, which must stay open for those joining it.
+            if self._flights.get(flight_key) is flight:
+                del self._flights[flight_key]
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -70,7 +70,7 @@ class UsageTracker:
         self._flush_every = flush_every
         self._pending: dict[str, dict[str, float]] = {}
         self._pending_specs: dict[str, dict[str, bytes]] = {}
-        self._pending_total = 0
+        self._pending_totals: dict[str, int] = {}
         self._fleet_scores: dict[str, float] = {}
 
     @staticmethod
@@ -98,8 +98,10 @@ class UsageTracker:
         usage.last_used = self._clock()
         pending = self._pending.setdefault(table, {})
         pending[digest] = pending.get(digest, 0.0) + 1
-        self._pending_total += 1
-        return self._pending_total >= self._flush_every
+        self._pending_totals[table] = total = self._pending_totals.get(table, 0) + 1
+        # This table's own uses: sync() sends one table's counts, so another table's waiting
+        # uses must not make every read of this one sync.
+        return total >= self._flush_every
 
     def of_model(self, table: str) -> dict[str, QueryUsage]:
         return {k: u for k, u in self.tracked.items() if u.model == table}
@@ -128,7 +130,7 @@ class UsageTracker:
         """Send ``table``'s pending counts to the backend and read back the fleet's top."""
         counts = self._pending.pop(table, {})
         specs = self._pending_specs.pop(table, {})
-        self._pending_total -= int(sum(counts.values()))
+        self._pending_totals.pop(table, None)
         if counts:
             sent = await self._guard.call(
                 table,
@@ -174,4 +176,4 @@ class UsageTracker:
         for digest, count in counts.items():
             pending[digest] = pending.get(digest, 0.0) + count
         self._pending_specs.setdefault(table, {}).update(specs)
-        self._pending_total += int(sum(counts.values()))
+        self._pending_totals[table] = self._pending_totals.get(table, 0) + int(sum(counts.values()))

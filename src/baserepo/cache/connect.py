@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["connect_redis"]
+__all__ = ["connect_redis", "redact"]
 
 
 async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
@@ -42,11 +42,12 @@ async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
         await client.ping()
     except Exception as error:
         await client.aclose()
-        raise ConnectionError(f"Redis unreachable at {_redacted(url)}: {error}") from error
+        raise ConnectionError(f"Redis unreachable at {redact(url)}: {error}") from error
     return client
 
 
-def _redacted(url: str) -> str:
+def redact(url: str) -> str:
+    """``url`` (a database's or Redis's) with its password, if any, replaced by ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

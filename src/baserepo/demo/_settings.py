@@ -6,8 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
+from baserepo.cache.connect import redact
 
 __all__ = [
     "CACHED_READS",
@@ -42,11 +41,3 @@ def default_database_url() -> str:
 def default_redis_url() -> str | None:
     """``$BASEREPO_REDIS_URL``, else None: the demo's cache then runs in-process."""
     return os.environ.get("BASEREPO_REDIS_URL") or None
-
-
-def redact(url: str) -> str:
-    """``url`` (a database's or Redis's) with its password, if any, replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
