@@ -11,6 +11,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from ._column_kinds import kind_of
 from ._fast_records import QuickBatchCheck
+from ._results import validation_problems
 from .exceptions import RecordValidationError
 
 if TYPE_CHECKING:
@@ -113,11 +114,7 @@ class RecordPreparer:
         try:
             validated = schema.model_validate(record)
         except ValidationError as exc:
-            problems = {
-                ".".join(str(p) for p in err["loc"]) or "<record>": err["msg"]
-                for err in exc.errors()
-            }
-            raise RecordValidationError(problems, index=index) from None
+            raise RecordValidationError(validation_problems(exc), index=index) from None
         data = to_mapping(validated, partial=partial)
         # Keys the schema does not declare are kept, so they are checked, not silently lost.
         extra = {k: v for k, v in record.items() if k not in schema.model_fields}

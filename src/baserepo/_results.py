@@ -18,7 +18,7 @@ from typing import Any
 # "<record>" is how RecordValidationError names a problem with the record as a whole.
 _WHOLE_RECORD = "<record>"
 
-__all__ = ["BulkOperationResult", "FailureKind", "RecordFailure"]
+__all__ = ["BulkOperationResult", "FailureKind", "RecordFailure", "validation_problems"]
 
 
 class FailureKind(enum.StrEnum):
@@ -69,7 +69,7 @@ class RecordFailure:
         cls, index: int | None, error: ValueError, *, record: Mapping[str, Any] | None = None
     ) -> RecordFailure:
         """The failure of a record refused by validation (RecordValidationError or pydantic)."""
-        problems = _problems(error)
+        problems = validation_problems(error)
         fields = [name for name in problems if name != _WHOLE_RECORD]
         return cls(
             index,
@@ -81,7 +81,9 @@ class RecordFailure:
         )
 
 
-def _problems(error: ValueError) -> dict[str, str]:
+def validation_problems(error: ValueError) -> dict[str, str]:
+    """Field (dotted, as pydantic's ``loc``; ``<record>`` for the whole) -> why, for a
+    RecordValidationError or a pydantic ValidationError."""
     # Read by shape, not by class: the results are what the errors module builds on (its
     # BulkOperationError carries one), so it may not import that module back.
     problems = getattr(error, "problems", None)  # RecordValidationError
