@@ -34,6 +34,7 @@ from tests.models import Article, User
 Factory = async_sessionmaker[AsyncSession]
 CountQueries = Callable[[], AbstractContextManager[Any]]
 DIGEST = "[0-9a-f]{32}"
+LAYOUT = "[0-9a-f]{8}"
 
 
 @pytest.fixture(params=STACKS)
@@ -472,7 +473,8 @@ async def test_keys_read_like_paths(stack: CacheStack, session_factory: Factory)
     prefix = re.escape(stack.prefix)
     for key in entries:
         assert re.fullmatch(
-            rf"{prefix}:v1:\{{(users|articles)\}}:(list|count|get|get_many):{DIGEST}", key
+            rf"{prefix}:v1:\{{(users|articles)\}}:(list|count|get|get_many):{LAYOUT}\.{DIGEST}",
+            key,
         ), key
     kinds = sorted(key.split(":")[2:4] for key in entries)
     assert kinds == [

@@ -9,6 +9,7 @@ dict, then marked detached with their identity key, which is about four times ch
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,14 @@ class RowCodec:
         types = [column.type for column in info.columns.values()]
         kinds = [kind_of(sql_type) for sql_type in types]
         pairs = [_converters(kind, sql_type) for kind, sql_type in zip(kinds, types, strict=True)]
+        # Rows are stored positionally, so two deployments of the model whose columns differ
+        # (a column added, dropped, reordered or retyped, during a rolling deploy) must never
+        # read each other's entries: the layout is part of every entry's key.
+        described = "|".join(
+            f"{attr}:{column.name}:{kind.name}:{type(column.type).__name__}"
+            for (attr, column), kind in zip(info.columns.items(), kinds, strict=True)
+        )
+        self.layout = hashlib.blake2b(described.encode(), digest_size=4).hexdigest()
         self._encoders = [encode for encode, _ in pairs]
         self._decoders = [decode for _, decode in pairs]
         self._plain_encode = all(e is None for e in self._encoders)

@@ -3,7 +3,8 @@
 Every key of one model shares the Redis Cluster hash tag ``{<table>}``, so the model's
 generation, entries and leases live in one slot (MGET and compare-and-set stay single-slot):
 
-    baserepo:v1:{users}:list:<digest>        a cached list() result
+    baserepo:v1:{users}:list:<layout>.<digest>  a cached list() result (layout: the row
+                                              codec's column layout, see RowCodec.layout)
     baserepo:v1:{users}:~gen                 the model's generation (metadata keys carry "~")
     baserepo:v1:{users}:~usage               popular-query scores (sorted set)
 
@@ -33,14 +34,18 @@ class NotCacheable(Exception):
 class KeySpace:
     """The keys of one model under one prefix."""
 
-    def __init__(self, prefix: str, table: str) -> None:
+    def __init__(self, prefix: str, table: str, layout: str = "") -> None:
         self.base = f"{prefix}:{SCHEMA_VERSION}:{{{table}}}"
+        # Entries depend on the model's column layout; the generation, usage and leases do
+        # not: a write by a process of another deployment must still retire this one's
+        # entries, and popular queries are the same queries whatever the columns.
+        self._entry_prefix = f"{layout}." if layout else ""
         self.generation = f"{self.base}:~gen"
         self.usage = f"{self.base}:~usage"
         self.usage_specs = f"{self.base}:~usage-specs"
 
     def entry(self, kind: str, digest: str) -> str:
-        return f"{self.base}:{kind}:{digest}"
+        return f"{self.base}:{kind}:{self._entry_prefix}{digest}"
 
     def lease(self, digest: str) -> str:
         return f"{self.base}:~lease:{digest}"

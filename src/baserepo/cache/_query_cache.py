@@ -44,7 +44,6 @@ class QueryCache:
         self.runtime = runtime
         self.info = info
         self.table = info.name
-        self.keys = KeySpace(config.key_prefix, info.name)
         self.counters = runtime.stats.counters(info.name)
         self.codec: RowCodec | None
         try:
@@ -56,6 +55,9 @@ class QueryCache:
                 unsupported,
             )
             self.codec = None
+        self.keys = KeySpace(
+            config.key_prefix, info.name, self.codec.layout if self.codec is not None else ""
+        )
         self.generation = Generation(config, runtime, self.table, self.keys)
         self.reads = Reads(
             config, runtime, info.model, self.table, self.keys, self.generation, self.sync_usage
