@@ -169,7 +169,9 @@ def start_replica_pair(directory: Path) -> ReplicaPair:
 
 
 def _wait_for_streaming(bin_dir: Path, port: int, primary_log: Path, replica_log: Path) -> None:
-    psql = shutil.which("psql") or str(bin_dir / "psql")
+    # The version's own psql: a distribution's /usr/bin/psql may be a wrapper that looks
+    # for clusters of its own.
+    psql = str(bin_dir / "psql") if (bin_dir / "psql").exists() else shutil.which("psql") or "psql"
     query = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
