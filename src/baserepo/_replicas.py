@@ -91,10 +91,6 @@ class Reader:
             self._replica = _checked(session, info, replica)
             _track_primary_writes(session)
 
-    @property
-    def uses_replica(self) -> bool:
-        return self._replica is not None
-
     async def one(self, query: Any) -> Any:
         if self._replica is None:
             return await read_one(self._session, query)
