@@ -27,9 +27,10 @@ from ._model import ModelInfo, model_info
 from ._ordering import OrderBy, order_clauses
 from ._orm_writes import track_writes
 from ._records import RecordPreparer
+from ._replicas import Reader, ReadReplica
 from ._schemas import declared_schemas
 from ._soft_delete import SoftDelete
-from ._statements import TranslatedUnit, read_all, read_one
+from ._statements import TranslatedUnit, read_one
 from .cache._query_cache import QueryCache, query_cache_for
 from .cache._shapes import COUNT, ONE, ROWS, Shape
 from .cache._stats import CacheStats, WarmReport
@@ -80,6 +81,10 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             busy database) is run again before it is reported; :class:`baserepo.RetryPolicy`
             (default: 6 tries, jittered waits of at most 1.55 s in all). Inside your own
             transaction such a failure raises :class:`baserepo.TransactionRetryError` instead.
+        read_replica: a streaming replica (its ``AsyncEngine``, or an ``async_sessionmaker``
+            bound to it; PostgreSQL only) for reads. A cache fill uses it only once it has
+            replayed every write the model's generation covers; a session that wrote reads
+            the primary from then on. docs/deployment.md, "PostgreSQL read replicas".
 
     Example::
 
@@ -104,6 +109,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         create_schema: type[Any] | None = None,
         update_schema: type[Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
+        read_replica: ReadReplica | None = None,
     ) -> None:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a baserepo.RetryPolicy, got {type(retry).__name__}")
@@ -126,6 +132,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             query_cache_for(cache_config, self._info) if cache_config is not None else None
         )
         self._effects = WriteEffects(session, self._info, self._cache, self.event_bus)
+        self._read_replica = read_replica
+        self._reads = Reader(session, self._info, read_replica)
         # Writes through the session itself (flushes, ORM-enabled DML) invalidate this cache.
         track_writes(session, model, self._cache)
 
@@ -152,8 +160,8 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
         async def load() -> ModelT | None:
             query = select(self.model).where(self._pk == id)
-            found: ModelT | None = await read_one(
-                self.session, self._soft.hide(query, {}, include_deleted)
+            found: ModelT | None = await self._reads.one(
+                self._soft.hide(query, {}, include_deleted)
             )
             return found
 
@@ -172,7 +180,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             query = self._soft.hide(
                 select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
             )
-            rows = await read_all(self.session, query)
+            rows = await self._reads.all(query)
             found = {getattr(row, self._info.pk_attr): row for row in rows}
             return [found[i] for i in wanted if i in found]
 
@@ -203,7 +211,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
                 query = query.limit(limit)
             if offset:
                 query = query.offset(offset)
-            return await read_all(self.session, query)
+            return await self._reads.all(query)
 
         spec = {
             "filters": merged,
@@ -229,7 +237,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         async def load() -> int:
             query = select(func.count()).select_from(self._info.table).where(condition)
             query = self._soft.hide(query, merged, include_deleted)
-            return int(await read_one(self.session, query) or 0)
+            return int(await self._reads.one(query) or 0)
 
         spec = {"filters": merged, "include_deleted": include_deleted}
         return await self._through_cache("count", spec, load, COUNT)
@@ -245,7 +253,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         merged = _merge(filters, filter_kwargs)
         query = select(self._pk).where(self._where(merged))
         query = self._soft.hide(query, merged, include_deleted).limit(1)
-        return await read_one(self.session, query) is not None
+        return await self._reads.one(query) is not None
 
     # -- single-row writes ---------------------------------------------------------------
 
@@ -480,6 +488,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
                 self._shared_cache_config,
                 event_bus=self.event_bus,
                 soft_delete_column=self._soft_delete_column,
+                read_replica=self._read_replica,
             )
             await _run_query(replica, operation, spec)
 
@@ -505,6 +514,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
     async def _bulk_engine(self) -> BulkEngine:
         dialect = await self._bulk_dialect()
+        self._reads.wrote()  # COPY writes on the raw connection, past the session's events
         return BulkEngine(self.session, self._info, self._preparer, dialect, self._retry)
 
     async def _bulk_dialect(self) -> BulkDialect:
@@ -533,6 +543,7 @@ class BaseRepository(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
             cache.counters.bypasses += 1
             return await load()
         prepare, decode = shape(codec, lambda rows: adopt(self.session, self._info, rows))
+        load = self._reads.filling(load)
         return await cache.reads.fetch(self.session, operation, spec, load, prepare, decode)
 
     async def _fresh(self, instance: ModelT) -> ModelT:

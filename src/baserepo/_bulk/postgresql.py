@@ -29,11 +29,23 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ColumnElement, Insert, Sequence, Table, and_, bindparam, cast, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Sequence,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 
 from .._column_kinds import kind_of
 from .._fast_records import PreparedRows
+from .._replicas import WalPositions, register_wal_positions
 from ._insert import (
     ExecutemanyInsert,
     align_returned,
@@ -273,3 +285,21 @@ def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str
         .from_select(keys, rows, include_defaults=False)
         .returning(*returning)
     )
+
+
+# Read replicas (_replicas): the primary's position is read as text so that no driver's
+# pg_lsn codec is relied on, and compared on the replica from text for the same reason. A
+# SELECT, not text(): session listeners take any other statement for a possible write. A
+# server that is not replaying gives NULL for its replay position: it cannot vouch for any
+# write, so the answer is False and the read goes to the primary.
+_REPLAYED_WAL = text(
+    "SELECT coalesce(pg_last_wal_replay_lsn() >= CAST(CAST(:position AS text) AS pg_lsn), false)"
+)
+
+register_wal_positions(
+    "postgresql",
+    WalPositions(
+        current=lambda: select(cast(func.pg_current_wal_lsn(), postgresql.TEXT)),
+        replayed=lambda position: _REPLAYED_WAL.bindparams(position=position),
+    ),
+)
