@@ -287,16 +287,16 @@ class RedisBackend:
         # Only what was seen before the read was sent: a bump of ours that lands while the
         # read is on its way may legitimately be newer than what the read finds.
         seen = self._highest.get(generation_key, 0)
+        connects = self._connects
         try:
             server = await self._server_identity(generation_key)
-            connects = self._connects
             values = await self._execute(
                 "MGET", generation_key, _server_key(generation_key), *keys, **{NEVER_DECODE: True}
             )
             if self._connects != connects:
-                # A connection was made while the MGET was out: its reply may come from
-                # another server than the identity read before. Read it again (the
-                # identity was forgotten); a server that changed since reads as another run.
+                # A connection was made while the identity or the MGET was out: the MGET's
+                # reply may come from another server than that identity. Read it again (the
+                # connect forgot it); a server that changed since reads as another run.
                 server = await self._server_identity(generation_key)
         except BaseException:
             self._servers.clear()
