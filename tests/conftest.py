@@ -12,7 +12,8 @@ Fixtures: ``db_url`` (parametrised, ids = backend names), ``engine`` (one per ba
 ``tables`` (fresh schema of ``tests.models`` for each test), ``session``, ``session_factory`` and
 ``count_queries``; ``pg_replica`` (a PostgreSQL primary and its streaming replica, made per
 session) from ``tests/pg_replica.py``; the Redis fixtures ``redis_client``, ``redis_cluster``
-and ``spare_redis`` come from ``tests/redis_servers.py``.
+and ``spare_redis`` come from ``tests/redis_servers.py``, ``redis_sentinel`` from
+``tests/redis_sentinel.py``.
 ``@pytest.mark.requires("insert_returning", ...)`` runs a test only where the connected dialect
 has every named capability (any boolean attribute of the SQLAlchemy dialect).
 """
@@ -37,6 +38,7 @@ from baserepo import create_engine
 from baserepo.testing import drop_database, ensure_database
 from tests.models import Base
 from tests.pg_replica import pg_replica  # noqa: F401  (fixture: a primary and its replica)
+from tests.redis_sentinel import redis_sentinel  # noqa: F401  (a fixture)
 from tests.redis_servers import (  # fixtures, shared by every test directory
     _redis_tools,  # noqa: F401
     redis_client,  # noqa: F401

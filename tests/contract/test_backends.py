@@ -596,6 +596,8 @@ async def test_the_miss_path_costs_one_command_per_step(
     # EVALSHA); count after them.
     current = await b.bump(generation)
     assert await b.fill_and_release(generation, key, current, b"first", LONG_TTL, lease, "t")
+    # The client connected during those: its first read also reads the server's identity.
+    assert await b.read_with_lease(generation, key, lease) == (current, b"first", False)
     sent.clear()
     assert await b.read_with_lease(generation, key, lease) == (current, b"first", False)
     assert sent == ["MGET"]

@@ -271,6 +271,40 @@ async def test_the_writers_next_read_after_an_outage_repairs_the_cache_for_every
     await assert_coherent(session_factory, bystander, queries)
 
 
+async def test_bump_retry_seconds_makes_a_write_wait_for_redis_and_leaves_nothing_stale(
+    outage: Outage, spare_redis: RedisServer, session_factory: Factory, engine: AsyncEngine
+) -> None:
+    """The writer's breaker is open when it writes, and Redis comes back 0.5 s later (a
+    failover, or a bystander whose breaker closed sooner): with ``bump_retry_seconds`` the
+    write retries its bump past the breaker and returns once it landed, so the bystander,
+    who never saw the outage, serves nothing from before the write."""
+    ids = await seed(session_factory)
+    writer, bystander = outage.config(bump_retry_seconds=5.0), outage.config()
+    queries = user_queries(ids)
+    await write_through(session_factory, writer, ids)
+    await prime(session_factory, bystander, engine, queries)
+    generation = await outage.generation()
+
+    spare_redis.pause()
+    resumed = asyncio.get_running_loop().call_later(0.5, spare_redis.resume)
+    try:
+        await assert_coherent(session_factory, writer, queries[:3])
+        assert writer.stats().breaker_state is BreakerState.OPEN
+        started = time.monotonic()
+        async with session_factory() as session:
+            assert await BaseRepository(User, session, writer).update(ids[1], {"name": "new"})
+        waited = time.monotonic() - started
+    finally:
+        resumed.cancel()
+        spare_redis.resume()
+    assert 0 < waited < 5.0
+    assert await outage.generation() != generation
+    stats = writer.stats("users")
+    assert (stats.invalidation_failures, stats.untrusted_models) == (0, ())
+    assert writer.stats().breaker_state is BreakerState.CLOSED
+    await assert_coherent(session_factory, bystander, queries)
+
+
 @pytest.mark.parametrize(
     "hold",
     [

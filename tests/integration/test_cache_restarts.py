@@ -173,6 +173,25 @@ async def test_a_process_that_never_saw_the_lost_generation_notices_the_new_serv
     assert await stale_reads(session_factory, writer, queries) == []
 
 
+async def test_a_process_whose_client_reconnected_silently_reads_the_new_run_at_once(
+    fleet: Fleet, spare_redis: RedisServer, session_factory: Factory, engine: AsyncEngine
+) -> None:
+    """As above, with no identity check due (the clock does not move): the bystander's
+    client reconnects to the restored server without an error, and that reconnect alone
+    makes it read the server's identity before serving anything."""
+    ids = await seed(session_factory)
+    queries = user_queries(ids)
+    writer, bystander = fleet.config(), fleet.config()
+    await write(session_factory, writer, ids, "before the snapshot")
+    await prime(session_factory, bystander, engine, queries)
+    old = spare_redis.snapshot()
+    await write(session_factory, writer, ids, "after the snapshot")
+    spare_redis.restart_from(old)
+
+    assert await stale_reads(session_factory, bystander, queries) == []
+    assert bystander.stats().backend_errors == 0  # the reconnect reached it as no error
+
+
 @pytest.mark.parametrize("clock", ["in_step", "behind_the_generations"])
 async def test_a_flushall_after_a_write_serves_nothing_stale_and_bumps_above_every_earlier(
     clock: str, fleet: Fleet, session_factory: Factory, engine: AsyncEngine

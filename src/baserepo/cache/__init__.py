@@ -6,7 +6,8 @@ invalidation happens and what is guaranteed.
 
 Inside, one responsibility per module, imported in this order (none imports a later one):
 ``_envelope`` (the stored form of an entry), ``_protocol`` (the backend operations),
-``_memory`` / ``_redis`` (the backends), ``_keys``, ``_codec``, ``_shapes`` (result shapes),
+``_memory`` / ``_identity`` / ``_redis`` (the backends; ``_identity``: which server
+the Redis backend talks to), ``_keys``, ``_codec``, ``_shapes`` (result shapes),
 ``_guard`` (failing open, the circuit breaker), ``_usage`` (popular-query tracking),
 ``_stats``, ``_runtime`` (the running state of one config), ``config`` (settings and the
 guide's methods), ``_invalidation`` (a model's generation), ``_reads`` (serve and fill),

@@ -58,9 +58,12 @@ class Guard:
         self._backend_name = backend_name
         self._problems = RateLimitedLog(logger, 30.0, clock)
 
-    async def call(self, table: str, operation: Callable[[], Awaitable[Any]]) -> Any:
-        """``await operation()`` within the time budget; ``FAILED`` on any trouble."""
-        if not self.breaker.allow():
+    async def call(
+        self, table: str, operation: Callable[[], Awaitable[Any]], *, force: bool = False
+    ) -> Any:
+        """``await operation()`` within the time budget; ``FAILED`` on any trouble.
+        ``force``: even while the breaker is open (a bump retried before a write returns)."""
+        if not self.breaker.allow() and not force:
             return FAILED
         try:
             async with asyncio.timeout(self._timeout_seconds):

@@ -10,6 +10,7 @@ later move succeeds.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._guard import FAILED
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from .config import CacheConfig
 
 __all__ = ["Generation"]
+
+_RETRY_PAUSE_SECONDS = 0.05
 
 
 class Generation:
@@ -41,9 +44,10 @@ class Generation:
         self._created_generation = 0
 
     async def invalidate(self) -> None:
-        """Make every entry of the model stale; on failure, stop trusting the cache."""
+        """Make every entry of the model stale; on failure, retry for up to
+        ``bump_retry_seconds`` (through a failover), then stop trusting the cache."""
         self._counters.invalidations += 1
-        if await self.bump() is not FAILED:
+        if await self.bump() is not FAILED or await self._retry_bump():
             # Every entry older than this bump is now dead, including any a missed
             # invalidation should have removed: the model can be trusted again.
             self._runtime.trust(self._table)
@@ -52,6 +56,23 @@ class Generation:
         # Entries written before this write must not be served after it: bypass the model
         # until a later bump reaches the backend.
         self._runtime.distrust(self._table)
+
+    async def _retry_bump(self) -> bool:
+        """Bump again every ``_RETRY_PAUSE_SECONDS``, past an open breaker, until one lands or
+        ``bump_retry_seconds`` (the config's; 0: no retry) have passed. The write has
+        committed: while its bump has not landed, other processes that reach Redis (a
+        promoted replica, or a breaker that closed sooner than ours) serve entries from
+        before it. Counted in monotonic time, not ``config.clock`` (tests freeze that)."""
+        config = self._config
+        deadline = time.monotonic() + config.bump_retry_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+            bumped = await self._runtime.guard.call(
+                self._table, lambda: config.backend.bump(self._keys.generation), force=True
+            )
+            if bumped is not FAILED:
+                return True
+        return False
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete the entries matching ``pattern``, then move the generation."""

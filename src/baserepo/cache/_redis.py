@@ -23,6 +23,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from ._envelope import open_envelope, seal
+from ._identity import UnreplicatedBump, watch_connections
 from ._protocol import warn_try_lock
 
 if TYPE_CHECKING:
@@ -193,8 +194,13 @@ class RedisBackend:
         client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``. It stays the
             caller's: ``close()`` does not close it.
         identity_check_seconds: how often the server's run_id is read again (one ``INFO
-            server`` per node), also after any failed read. A generation moved under another
-            server run reads as missing (0), so the reader bumps before serving or filling.
+            server`` per node), also after any failed read and, on a standalone or Sentinel
+            client, after any connection of the client's pool (re)connected. A generation
+            moved under another server run reads as missing (0), so the reader bumps before
+            serving or filling.
+        wait_replicas / wait_timeout: after each bump, ``WAIT wait_replicas wait_timeout``
+            on the same connection; a bump fewer replicas acknowledged raises
+            ``UnreplicatedBump`` (it may be lost in a failover). 0 (the default): no WAIT.
         clock: monotonic seconds (injected by tests).
 
     Callers pass keys of one model with a shared hash tag; ``read_many``, ``fill``,
@@ -206,6 +212,8 @@ class RedisBackend:
         client: Redis | RedisCluster,
         *,
         identity_check_seconds: float = 1.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
@@ -213,6 +221,8 @@ class RedisBackend:
                 "RedisBackend needs a redis.asyncio.Redis or redis.asyncio.RedisCluster, "
                 f"not {type(client).__module__}.{type(client).__qualname__}"
             )
+        if wait_replicas > 0 and isinstance(client, RedisCluster):
+            raise TypeError("wait_replicas needs a standalone or Sentinel client, not a cluster")
         self._client = client
         self._execute = cast("_Executes", client).execute_command
         if isinstance(client, RedisCluster):
@@ -228,6 +238,15 @@ class RedisBackend:
         # The highest generation this backend has seen per generation key: one lower than
         # that means the server went back in time (restored snapshot, failover).
         self._highest: dict[str, int] = {}
+        # Connections (re)made by the client's pool, counted: a reconnect may reach another
+        # server (a promoted replica, a restarted one) without any error reaching us, so
+        # the identity is forgotten at once and a read that saw one judges its reply only
+        # after reading the identity again. No time window (see _identity.watch_connections).
+        self._connects = 0
+        self._wait_replicas = wait_replicas
+        self._wait_timeout = wait_timeout
+        if isinstance(client, Redis):
+            watch_connections(client, self._connected)
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -268,11 +287,17 @@ class RedisBackend:
         # Only what was seen before the read was sent: a bump of ours that lands while the
         # read is on its way may legitimately be newer than what the read finds.
         seen = self._highest.get(generation_key, 0)
+        connects = self._connects
         try:
             server = await self._server_identity(generation_key)
             values = await self._execute(
                 "MGET", generation_key, _server_key(generation_key), *keys, **{NEVER_DECODE: True}
             )
+            if self._connects != connects:
+                # A connection was made while the identity or the MGET was out: the MGET's
+                # reply may come from another server than that identity. Read it again (the
+                # connect forgot it); a server that changed since reads as another run.
+                server = await self._server_identity(generation_key)
         except BaseException:
             self._servers.clear()
             raise
@@ -313,9 +338,10 @@ class RedisBackend:
         if known is not None and now - known[1] < self._identity_check_seconds:
             return known[0]
         target = {} if node is None else {"target_nodes": node}
-        info = await self._execute("INFO", "server", **target)
-        run_id = _run_id(info)
-        self._servers[name] = (run_id, now)
+        connects = self._connects
+        run_id = _run_id(await self._execute("INFO", "server", **target))
+        if self._connects == connects:  # else the next command may reach another server
+            self._servers[name] = (run_id, now)
         return run_id
 
     async def fill_and_release(
@@ -338,18 +364,43 @@ class RedisBackend:
 
     async def bump(self, generation_key: str) -> int:
         floor = self._highest.get(generation_key, 0)
-        text, server = await self._run(
-            "bump", (generation_key, _server_key(generation_key)), (str(floor),)
-        )
+        connects = self._connects
+        keys = (generation_key, _server_key(generation_key))
+        if self._wait_replicas > 0:
+            text, server = await self._bump_and_wait(keys, str(floor))
+        else:
+            text, server = await self._run("bump", keys, (str(floor),))
         generation = int(text)
         self._highest[generation_key] = max(generation, self._highest.get(generation_key, 0))
-        # The bump ran on the node that holds the key: its run_id is known as of now.
+        # The bump ran on the node that holds the key: its run_id is known as of now, unless
+        # a connection was made meanwhile (the next command may reach another server).
         name = ""
         if isinstance(self._client, RedisCluster):
             node = self._client.get_node_from_key(generation_key)
             name = node.name if node is not None else ""
-        self._servers[name] = (_text(server), self._clock())
+        if self._connects == connects:
+            self._servers[name] = (_text(server), self._clock())
         return generation
+
+    async def _bump_and_wait(self, keys: Sequence[str], floor: str) -> Any:
+        """The bump script, then ``WAIT`` on the same connection (a pipeline holds one): the
+        bump counts only once ``wait_replicas`` replicas have it."""
+        client = cast("Redis", self._client)
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("EVAL", _BUMP, len(keys), *keys, floor, **{NEVER_DECODE: True})
+        pipe.execute_command("WAIT", self._wait_replicas, _milliseconds(self._wait_timeout))
+        bumped, acknowledged = await pipe.execute()
+        if int(acknowledged) < self._wait_replicas:
+            raise UnreplicatedBump(
+                f"{acknowledged} of {self._wait_replicas} replicas acknowledged the bump of "
+                f"{keys[0]} within {self._wait_timeout}s"
+            )
+        return bumped
+
+    def _connected(self, connection: object) -> None:
+        """A connection of the client's pool (re)connected: forget the server identity."""
+        self._connects += 1
+        self._servers.clear()
 
     async def delete_pattern(self, pattern: str) -> int:
         if isinstance(self._client, RedisCluster):

@@ -71,6 +71,14 @@ class CacheConfig:
             lease (valid ``lease_seconds``); other processes that miss the same entry while
             it is held wait up to ``lease_wait_seconds`` for it, then read through.
         usage_flush_every: usage increments sent to the backend in one round trip.
+        bump_retry_seconds: how long a write whose invalidation could not reach the backend
+            retries it (every 50 ms, past an open breaker) before it returns; only then is
+            the model marked untrusted. 0 (the default): no retry. With Sentinel, set it
+            above the failover time (docs/deployment.md); during a longer outage every
+            write waits this long.
+        wait_replicas / wait_timeout: with ``redis_client``, send ``WAIT wait_replicas
+            <wait_timeout>`` after each bump; a bump fewer replicas acknowledged counts as
+            failed (retried, then the model is untrusted here). 0 (the default): no WAIT.
         clock: monotonic seconds (injected in tests); ``wall_clock``: shared wall time, used
             to number warm intervals across processes.
     """
@@ -91,14 +99,24 @@ class CacheConfig:
         lease_after_seconds: float = 0.005,
         lease_wait_seconds: float = 0.05,
         usage_flush_every: int = 50,
+        bump_retry_seconds: float = 0.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        if wait_replicas > 0 and wait_timeout >= operation_timeout:
+            raise ValueError("wait_timeout must be below operation_timeout (a WAIT within it)")
         if backend is None:
             if redis_client is not None:
                 from ._redis import RedisBackend  # only this path needs redis-py
 
-                backend = RedisBackend(redis_client, clock=clock)
+                backend = RedisBackend(
+                    redis_client,
+                    wait_replicas=wait_replicas,
+                    wait_timeout=wait_timeout,
+                    clock=clock,
+                )
             else:
                 backend = MemoryBackend(clock=clock)
         self.backend: CacheBackend = backend
@@ -112,6 +130,7 @@ class CacheConfig:
         self.lease_after_seconds = lease_after_seconds
         self.lease_wait_seconds = lease_wait_seconds
         self.usage_flush_every = usage_flush_every
+        self.bump_retry_seconds = bump_retry_seconds
         self.clock = clock
         self.wall_clock = wall_clock
         self.runtime = CacheRuntime(
