@@ -11,8 +11,9 @@ runs on one machine never drop each other's tables.
 Fixtures: ``db_url`` (parametrised, ids = backend names), ``engine`` (one per backend and session),
 ``tables`` (fresh schema of ``tests.models`` for each test), ``session``, ``session_factory`` and
 ``count_queries``; the Redis fixtures ``redis_client``, ``redis_cluster`` and ``spare_redis`` come
-from ``tests/redis_servers.py``. ``@pytest.mark.requires("insert_returning", ...)`` runs a test
-only where the connected dialect has every named capability (any boolean attribute of the
+from ``tests/redis_servers.py``, ``pgbouncer`` (PgBouncer in front of the PostgreSQL test
+database) from ``tests/pgbouncer.py``. ``@pytest.mark.requires("insert_returning", ...)`` runs a
+test only where the connected dialect has every named capability (any boolean attribute of the
 SQLAlchemy dialect).
 """
 
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from baserepo import create_engine
 from baserepo.testing import drop_database, ensure_database
 from tests.models import Base
+from tests.pgbouncer import pgbouncer  # noqa: F401  (a fixture, shared by every test directory)
 from tests.redis_servers import (  # fixtures, shared by every test directory
     _redis_tools,  # noqa: F401
     redis_client,  # noqa: F401
