@@ -58,11 +58,17 @@ def make_engine(url: str, client: str) -> AsyncEngine:
     if client == "statement_cache_size=0":
         return create_engine(url, connect_args={"statement_cache_size": 0})
     if client == "uuid_statement_names":
-        # SQLAlchemy's recipe ("Prepared Statement Name with PGBouncer"), as documented.
+        # SQLAlchemy's recipe ("Prepared Statement Name with PGBouncer") with SQLAlchemy's
+        # statement cache off, as docs/deployment.md gives it: a statement cached in one
+        # transaction is not on the server connection PgBouncer gives a later one. asyncpg's
+        # own statement cache stays on (its default), as with the recipe alone.
         return create_engine(
             url,
             poolclass=NullPool,
-            connect_args={"prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__"},
+            connect_args={
+                "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
+                "prepared_statement_cache_size": 0,
+            },
         )
     raise ValueError(f"unknown client setting {client!r}")
 

@@ -62,11 +62,11 @@ from .._errors import is_connection_state
 from .postgresql import PostgresqlDialect
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
     from sqlalchemy import ColumnElement, Table
     from sqlalchemy.engine import Dialect
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
     from ._insert import Row
@@ -273,25 +273,17 @@ async def _know_array_types(session: AsyncSession) -> None:
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
     # Private, and needed: asyncpg has no public way to register a type it looked up itself;
     # these are the settings its own look-up fills (Connection._introspect_types).
-    settings = driver._protocol.get_settings()
+    settings = raw.driver_connection._protocol.get_settings()  # type: ignore[union-attr]
     if settings.get_data_codec(_INT8_ARRAY_OID) is not None:
         return
-    await _begin(connection, driver)
-    described = await driver.prepare(_ARRAY_TYPES_SQL, name="")
-    settings.register_data_types(await described.fetch(list(_ARRAY_ELEMENTS)))
 
+    async def look_up(driver: Any) -> None:
+        described = await driver.prepare(_ARRAY_TYPES_SQL, name="")
+        settings.register_data_types(await described.fetch(list(_ARRAY_ELEMENTS)))
 
-async def _begin(connection: AsyncConnection, driver: Any) -> None:
-    """Make sure the transaction has begun on the server before a statement of the driver's
-    own: SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, which
-    driver calls bypass. Without it the statement would run (and COPY commit) on its own,
-    outside the unit that should roll it back; behind PgBouncer, on any server connection."""
-    if not driver.is_in_transaction():
-        await connection.exec_driver_sql("SELECT 1")
+    await _on_driver(session, look_up)
 
 
 async def _copy_records(
@@ -301,14 +293,24 @@ async def _copy_records(
     columns: Sequence[str],
     records: Iterable[tuple[Any, ...]],
 ) -> None:
+    await _on_driver(session, lambda driver: _copy_in(driver, table_name, schema, columns, records))
+
+
+async def _on_driver(session: AsyncSession, work: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``work`` on the session's asyncpg connection, inside the unit's transaction; its
+    errors are those ``session.execute`` would raise."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    # Every key may come from the pool (nothing drawn, no statement yet in this unit).
-    await _begin(connection, driver)
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, and
+        # driver calls bypass it: without one (COPY with every key reused from the pool,
+        # nothing drawn) the call would run, and COPY commit, on its own, outside the unit
+        # that should roll it back; behind PgBouncer, on any server connection.
+        await connection.exec_driver_sql("SELECT 1")
     try:
-        await _copy_in(driver, table_name, schema, columns, records)
+        await work(driver)
     except Exception as error:
         translated = _as_sqlalchemy_error(raw.dbapi_connection, connection.dialect, error)
         if isinstance(translated, sa_exc.DBAPIError) and translated.connection_invalidated:
