@@ -11,7 +11,8 @@ runs on one machine never drop each other's tables.
 Fixtures: ``db_url`` (parametrised, ids = backend names), ``engine`` (one per backend and session),
 ``tables`` (fresh schema of ``tests.models`` for each test), ``session``, ``session_factory`` and
 ``count_queries``; ``pg_replica`` (a PostgreSQL primary and its streaming replica, made per
-session) from ``tests/pg_replica.py``; the Redis fixtures ``redis_client``, ``redis_cluster``
+session) from ``tests/pg_replica.py``; ``pgbouncer`` (PgBouncer in front of the PostgreSQL test
+database) from ``tests/pgbouncer.py``; the Redis fixtures ``redis_client``, ``redis_cluster``
 and ``spare_redis`` come from ``tests/redis_servers.py``, ``redis_sentinel`` from
 ``tests/redis_sentinel.py``.
 ``@pytest.mark.requires("insert_returning", ...)`` runs a test only where the connected dialect
@@ -38,6 +39,7 @@ from baserepo import create_engine
 from baserepo.testing import drop_database, ensure_database
 from tests.models import Base
 from tests.pg_replica import pg_replica  # noqa: F401  (fixture: a primary and its replica)
+from tests.pgbouncer import pgbouncer  # noqa: F401  (a fixture, shared by every test directory)
 from tests.redis_sentinel import redis_sentinel  # noqa: F401  (a fixture)
 from tests.redis_servers import (  # fixtures, shared by every test directory
     _redis_tools,  # noqa: F401

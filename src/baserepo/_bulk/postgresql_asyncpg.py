@@ -19,6 +19,19 @@ are not that simple, the batch is copied into a temporary staging table and move
 ``INSERT ... SELECT ... ORDER BY key ON CONFLICT DO NOTHING RETURNING key``: the returned
 keys are the rows written, the others were skipped.
 
+Nothing the COPY path makes outlives its transaction, so it works through PgBouncer's
+transaction pooling, where the next transaction of a connection may run on another server
+connection and the server connection serves other clients and processes next
+(docs/deployment.md): the statement that tells asyncpg the columns' types is unnamed (asyncpg's
+own ``copy_records_to_table`` names it from a counter that restarts at 1 in every process and
+keeps it on the server connection, where another process's statement of the same name then
+fails), and the staging table is dropped at commit (a table kept on the server connection would
+be met by later clients and application runs with the column types it was made with). The
+array types of the batch statements (``int8[]`` keys, ``varchar[]`` columns...) are told to
+asyncpg on the library's terms, once per connection, by one unnamed statement: asyncpg's own
+look-up of an unknown type runs named statements from the same per-process counter whenever its
+statement cache is on.
+
 COPY runs on the session's own connection, after SQLAlchemy has begun its transaction or
 SAVEPOINT, so a failed batch is rolled back like any other statement; driver errors are
 turned into SQLAlchemy's exceptions, as they would be for ``session.execute``, and a driver
@@ -49,15 +62,16 @@ from .._errors import is_connection_state
 from .postgresql import PostgresqlDialect
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
-    from sqlalchemy import Table
+    from sqlalchemy import ColumnElement, Table
     from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
+    from .dialect import ChangeBatch, ChangeTarget
 
 __all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
 
@@ -69,6 +83,28 @@ _TARGET_SQL = text(
     WHERE c.oid = CAST(:table AS regclass) AND a.attname = :column
     """
 )
+_ARRAY_ELEMENTS = (
+    "bool", "int2", "int4", "int8", "float4", "float8", "numeric", "text", "varchar", "bpchar",
+    "date", "time", "timetz", "timestamp", "timestamptz", "interval", "uuid", "bytea",
+)  # fmt: skip
+"""Element types of the arrays the batch statements send and receive: every ``pg_bulk``
+column kind (docs/bulk-operations.md, "Column kinds") and the keys."""
+_INT8_ARRAY_OID = 1016
+"""``int8[]``, the keys drawn from a sequence: built-in type OIDs are fixed by PostgreSQL."""
+# The rows asyncpg's own type look-up (asyncpg.introspection) gives its codec registry, for
+# arrays of built-in types: no domain, range or composite to resolve, so no recursion (and no
+# JIT, which asyncpg turns off around its recursive query with session-wide set_config calls).
+_ARRAY_TYPES_SQL = """
+    SELECT t.oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
+           NULL::oid AS basetype, t.typelem AS elemtype, e.typdelim AS elemdelim,
+           NULL::oid AS range_subtype, NULL::oid[] AS attrtypoids, NULL::text[] AS attrnames,
+           0 AS depth, NULL::text AS basetype_name, e.oid::regtype::text AS elemtype_name,
+           NULL::text AS range_subtype_name
+    FROM pg_catalog.pg_type e
+    JOIN pg_catalog.pg_type t ON t.oid = e.typarray
+    JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+    WHERE e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($1::text[])
+"""
 _KEYS_SQL = text(
     "SELECT array_agg(nextval(CAST(:sequence AS regclass))) FROM generate_series(1, :count)"
 )
@@ -115,9 +151,12 @@ class CopyTarget:
         """Stage ``records`` and move them in; returns the keys of the rows written."""
         quoted = ", ".join(_quote(session, name) for name in columns)
         stage = _stage_name(self.qualified_name, columns)
+        # ON COMMIT DROP: the stage lives in this transaction only (the batches of one
+        # transaction share it), so it always has the target's current column types and is
+        # never left on a server connection that PgBouncer hands to other clients.
         await session.execute(
             text(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
                 f"SELECT {quoted} FROM {self.qualified_name} WITH NO DATA"
             )
         )
@@ -150,6 +189,33 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
             weakref.WeakKeyDictionary()
         )
+
+    async def insert(
+        self,
+        session: AsyncSession,
+        info: ModelInfo,
+        rows: Sequence[Row],
+        *,
+        ignore_conflicts: bool,
+        key_pool: KeyPool | None = None,
+    ) -> list[Any | None]:
+        await _know_array_types(session)
+        return await super().insert(
+            session, info, rows, ignore_conflicts=ignore_conflicts, key_pool=key_pool
+        )
+
+    async def change(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        values: Row | None,
+        size: int,
+        last: Any,
+        whole: bool,
+    ) -> ChangeBatch:
+        await _know_array_types(session)
+        return await super().change(session, target, condition, values, size, last, whole)
 
     async def _by_copy(
         self,
@@ -196,6 +262,30 @@ def _keys_from_sequence(info: ModelInfo, sample: Row) -> bool:
     return info.column_keys[info.pk_attr] not in sample and info.pk_column.default is None
 
 
+async def _know_array_types(session: AsyncSession) -> None:
+    """Have asyncpg know the batch statements' array types before it meets them.
+
+    asyncpg looks an unknown type up (arrays of built-in types included) with statements of
+    its own, named from its per-process counter when its statement cache is on (SQLAlchemy's
+    PgBouncer recipe keeps it on) and kept on the server connection: behind PgBouncer the next
+    process's look-up of the same name fails. This look-up is one unnamed statement, once per
+    connection (again after asyncpg forgets its types, as on DDL).
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    # Private, and needed: asyncpg has no public way to register a type it looked up itself;
+    # these are the settings its own look-up fills (Connection._introspect_types).
+    settings = raw.driver_connection._protocol.get_settings()  # type: ignore[union-attr]
+    if settings.get_data_codec(_INT8_ARRAY_OID) is not None:
+        return
+
+    async def look_up(driver: Any) -> None:
+        described = await driver.prepare(_ARRAY_TYPES_SQL, name="")
+        settings.register_data_types(await described.fetch(list(_ARRAY_ELEMENTS)))
+
+    await _on_driver(session, look_up)
+
+
 async def _copy_records(
     session: AsyncSession,
     table_name: str,
@@ -203,19 +293,24 @@ async def _copy_records(
     columns: Sequence[str],
     records: Iterable[tuple[Any, ...]],
 ) -> None:
+    await _on_driver(session, lambda driver: _copy_in(driver, table_name, schema, columns, records))
+
+
+async def _on_driver(session: AsyncSession, work: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``work`` on the session's asyncpg connection, inside the unit's transaction; its
+    errors are those ``session.execute`` would raise."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     if not driver.is_in_transaction():
-        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, and COPY
-        # bypasses it: without one (every key reused from the pool, nothing drawn) COPY
-        # would commit on its own, outside the unit that should roll it back.
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, and
+        # driver calls bypass it: without one (COPY with every key reused from the pool,
+        # nothing drawn) the call would run, and COPY commit, on its own, outside the unit
+        # that should roll it back; behind PgBouncer, on any server connection.
         await connection.exec_driver_sql("SELECT 1")
     try:
-        await driver.copy_records_to_table(
-            table_name, schema_name=schema, columns=list(columns), records=records
-        )
+        await work(driver)
     except Exception as error:
         translated = _as_sqlalchemy_error(raw.dbapi_connection, connection.dialect, error)
         if isinstance(translated, sa_exc.DBAPIError) and translated.connection_invalidated:
@@ -223,6 +318,46 @@ async def _copy_records(
             # this connection to another session.
             await connection.invalidate(translated.orig)
         raise translated from None
+
+
+async def _copy_in(
+    driver: Any,
+    table_name: str,
+    schema: str | None,
+    columns: Sequence[str],
+    records: Iterable[tuple[Any, ...]],
+) -> None:
+    """asyncpg's ``copy_records_to_table``, with the statement that describes the columns
+    unnamed.
+
+    asyncpg prepares ``SELECT <columns> FROM <table> LIMIT 1`` to learn the columns' types
+    (COPY's binary encoders) and, with its statement cache on (its default, and SQLAlchemy's
+    PgBouncer recipe), gives it a name from a per-process counter and keeps it on the server
+    connection; behind PgBouncer another process then prepares the same name on that server
+    connection and fails ("prepared statement ... already exists"). An unnamed statement is
+    replaced by the next statement, here the COPY, in this same transaction: nothing is left
+    behind. The statement is described anew for every COPY (one round trip, as asyncpg does
+    with its cache off), which keeps the types current after DDL as well.
+    """
+    target = _quote_ident(table_name)
+    if schema is not None:
+        target = f"{_quote_ident(schema)}.{target}"
+    names = ", ".join(map(_quote_ident, columns))
+    described = await driver.prepare(f"SELECT {names} FROM {target} LIMIT 1", name="")
+    # Private, and needed: asyncpg's public COPY names its statement itself; this is the call
+    # it makes with it (same arguments: no reader, no data, the records, the statement).
+    await driver._protocol.copy_in(
+        f"COPY {target} ({names}) FROM STDIN (FORMAT binary)",
+        None,
+        None,
+        records,
+        described._state,
+        None,
+    )
+
+
+def _quote_ident(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
 
 
 def _as_sqlalchemy_error(adapter: Any, dialect: Dialect, error: Exception) -> BaseException:
@@ -262,7 +397,9 @@ def _stage_name(qualified_name: str, columns: Sequence[str]) -> str:
     digest = hashlib.blake2b(
         "\0".join([qualified_name, *columns]).encode(), digest_size=8
     ).hexdigest()
-    return f"baserepo_stage_{digest}"
+    # Not the ``baserepo_stage_`` of earlier versions, whose stages stayed on their server
+    # connections with the column types of their time: a stage of that name is never reused.
+    return f"baserepo_staging_{digest}"
 
 
 def _quote(session: AsyncSession, name: str) -> str:
