@@ -17,8 +17,10 @@ __all__ = [
 
 # SQLSTATEs of the connection, not of the data: connection exceptions (08), the server shutting
 # down or terminating the backend (57P01-57P04), a prepared statement the connection relied on
-# missing (26000, a pooler between us and the server).
-_CONNECTION_STATES = ("08", "57P", "26000")
+# missing (26000) or one of the same name already there (42P05): both mean a pooler between us
+# and the server (PgBouncer in transaction mode) handed us a server connection prepared by
+# another client, which no record of ours caused.
+_CONNECTION_STATES = ("08", "57P", "26000", "42P05")
 
 
 def is_unavailable(error: BaseException) -> bool:

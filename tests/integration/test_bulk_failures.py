@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Integer, String, UniqueConstraint, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -31,6 +32,7 @@ from baserepo import (
     FailureKind,
     create_engine,
 )
+from baserepo._errors import translate
 from baserepo.testing import RecordingEventBus
 from tests.integration.test_bulk_create import TAKEN, check_accounting, seed_taken, user
 from tests.models import User
@@ -591,3 +593,23 @@ async def test_skipped_conflicts_are_summarised_once_per_batch_not_printed_per_r
         assert "10 of 30" in summaries[1].getMessage()
     else:
         assert summaries == []
+
+
+async def test_a_prepared_statement_name_taken_on_the_connection_blames_no_record(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    """42P05 is what PgBouncer's transaction pooling gives a client whose driver names its
+    statements like another client's: the server connection's state, not the data."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("named prepared statements (PREPARE) are PostgreSQL's")
+    # A connection of its own, closed afterwards: a prepared statement outlives transactions.
+    own_engine = create_async_engine(db_url, poolclass=NullPool)
+    try:
+        async with own_engine.connect() as conn:
+            await conn.execute(text("PREPARE baserepo_taken AS SELECT 1"))
+            with pytest.raises(DBAPIError) as raised:
+                await conn.execute(text("PREPARE baserepo_taken AS SELECT 1"))
+    finally:
+        await own_engine.dispose()
+    assert getattr(raised.value.orig, "sqlstate", None) == "42P05"
+    assert isinstance(translate(raised.value), DatabaseUnavailableError)
