@@ -1,0 +1,147 @@
+"""Reads: by key, by filters, counts; through the query cache when one is configured."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from sqlalchemy import func, select
+
+from .._identity import adopt, has_pending_changes
+from .._lookups import build_filters, typed_filters
+from .._ordering import OrderBy, order_clauses
+from ..cache._shapes import COUNT, ONE, ROWS, Shape
+from .state import CreateSchemaT, Filters, ModelT, RepositoryState, T, UpdateSchemaT, merge_filters
+
+if typing.TYPE_CHECKING:
+    import builtins
+    from collections.abc import Awaitable, Callable, Iterable
+
+
+__all__ = ["ReadMethods"]
+
+
+class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
+    """get, get_many, list, count and exists."""
+
+    async def get(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
+        """The row with primary key ``id``, or None (also when it is soft-deleted)."""
+
+        async def load() -> ModelT | None:
+            query = select(self.model).where(self._pk == id)
+            found: ModelT | None = await self._reads.one(
+                self._soft.hide(query, {}, include_deleted)
+            )
+            return found
+
+        spec = {"id": id, "include_deleted": include_deleted}
+        return await self._through_cache("get", spec, load, ONE)
+
+    async def get_many(
+        self, ids: Iterable[Any], *, include_deleted: bool = False
+    ) -> builtins.list[ModelT]:
+        """Rows for ``ids`` in the order given; repeated and missing ids are left out."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+
+        async def load() -> builtins.list[ModelT]:
+            query = self._soft.hide(
+                select(self.model).where(self._pk.in_(wanted)), {}, include_deleted
+            )
+            rows = await self._reads.all(query)
+            found = {getattr(row, self._info.pk_attr): row for row in rows}
+            return [found[i] for i in wanted if i in found]
+
+        spec = {"ids": wanted, "include_deleted": include_deleted}
+        return await self._through_cache("get_many", spec, load, ROWS)
+
+    async def list(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        order_by: OrderBy | None = None,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> builtins.list[ModelT]:
+        """Rows matching ``field__lookup=value`` filters, ordered (primary key last), paged."""
+        # Checked and converted before any cache lookup: age="42" and age=42 are one entry.
+        merged = typed_filters(self._info, merge_filters(filters, filter_kwargs))
+        condition = build_filters(self._info, merged, typed=True)
+        ordering = order_clauses(self._info, order_by)
+
+        async def load() -> builtins.list[ModelT]:
+            query = self._soft.hide(select(self.model).where(condition), merged, include_deleted)
+            query = query.order_by(*ordering)
+            if limit is not None:
+                query = query.limit(limit)
+            if offset:
+                query = query.offset(offset)
+            return await self._reads.all(query)
+
+        spec = {
+            "filters": merged,
+            "limit": limit,
+            "offset": offset,
+            "order_by": [order_by] if isinstance(order_by, str) else order_by,
+            "include_deleted": include_deleted,
+        }
+        return await self._through_cache("list", spec, load, ROWS)
+
+    async def count(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> int:
+        """How many rows match the filters."""
+        merged = typed_filters(self._info, merge_filters(filters, filter_kwargs))
+        condition = build_filters(self._info, merged, typed=True)
+
+        async def load() -> int:
+            query = select(func.count()).select_from(self._info.table).where(condition)
+            query = self._soft.hide(query, merged, include_deleted)
+            return int(await self._reads.one(query) or 0)
+
+        spec = {"filters": merged, "include_deleted": include_deleted}
+        return await self._through_cache("count", spec, load, COUNT)
+
+    async def exists(
+        self,
+        filters: Filters | None = None,
+        /,
+        *,
+        include_deleted: bool = False,
+        **filter_kwargs: Any,
+    ) -> bool:
+        merged = merge_filters(filters, filter_kwargs)
+        query = select(self._pk).where(self._where(merged))
+        query = self._soft.hide(query, merged, include_deleted).limit(1)
+        return await self._reads.one(query) is not None
+
+    async def _through_cache(
+        self,
+        operation: str,
+        spec: dict[str, Any],
+        load: Callable[[], Awaitable[T]],
+        shape: Shape,
+    ) -> T:
+        cache = self._cache
+        if cache is None:
+            return await load()
+        codec = cache.codec
+        if codec is None:
+            return await load()
+        if has_pending_changes(self.session):
+            # The query would flush them first and read them back: uncommitted rows, which
+            # must neither be stored for others nor be answered by an entry that predates them.
+            cache.counters.bypasses += 1
+            return await load()
+        prepare, decode = shape(codec, lambda rows: adopt(self.session, self._info, rows))
+        load = self._reads.filling(load)
+        return await cache.reads.fetch(self.session, operation, spec, load, prepare, decode)
