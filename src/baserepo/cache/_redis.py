@@ -23,6 +23,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from ._envelope import open_envelope, seal
+from ._intent_scripts import BEGIN_WRITE, END_WRITE, OPEN_FOR_FILLS
 from ._protocol import warn_try_lock
 
 if TYPE_CHECKING:
@@ -43,14 +44,18 @@ _METADATA_MARK = ":~"
 # filled before bump() has created the generation from the clock. The generation is compared
 # as a string: INCR keeps it canonical, and a
 # string compare cannot lose precision the way Lua's doubles would past 2**53.
-_FILL = """
+# Refused too while a write intent stands (_intent_scripts). KEYS: generation, entry, intents.
+_FILL = (
+    OPEN_FOR_FILLS
+    + """
 local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then
+if current ~= ARGV[1] or not open_for_fills() then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+)
 
 # Compare-and-delete: a lease that expired and was taken by someone else must survive.
 _RELEASE = """
@@ -128,12 +133,14 @@ end
 return {members, scores, specs}
 """
 
-# _FILL, then _RELEASE of the lease. KEYS: generation, entry, lease.
+# _FILL, then _RELEASE of the lease. KEYS: generation, entry, lease, intents.
 # ARGV: generation, stored value, ttl ms, token.
-_FILL_AND_RELEASE = """
+_FILL_AND_RELEASE = (
+    OPEN_FOR_FILLS
+    + """
 local current = redis.call('GET', KEYS[1])
 local stored = 0
-if current == ARGV[1] then
+if current == ARGV[1] and open_for_fills() then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
   stored = 1
 end
@@ -142,6 +149,7 @@ if redis.call('GET', KEYS[3]) == ARGV[4] then
 end
 return stored
 """
+)
 
 # Generations never go backwards or repeat. A new one is the largest of: the stored one + 1,
 # the server's clock in microseconds, and the highest this client has seen + 1 (ARGV[1]). So
@@ -173,6 +181,8 @@ return {text, server}
 _SCRIPTS = {
     "fill_and_release": _FILL_AND_RELEASE,
     "bump": _BUMP,
+    "begin_write": BEGIN_WRITE + _BUMP,
+    "end_write": END_WRITE + _BUMP,
     "fill": _FILL,
     "release": _RELEASE,
     "incr_usage": _INCR_USAGE,
@@ -250,7 +260,9 @@ class RedisBackend:
     ) -> bool:
         stored = seal(generation, payload)
         result = await self._run(
-            "fill", (generation_key, key), (str(generation), stored, _milliseconds(ttl_seconds))
+            "fill",
+            (generation_key, key, _intents_key(generation_key)),
+            (str(generation), stored, _milliseconds(ttl_seconds)),
         )
         return bool(result)
 
@@ -331,7 +343,7 @@ class RedisBackend:
         stored = seal(generation, payload)
         result = await self._run(
             "fill_and_release",
-            (generation_key, key, lease_key),
+            (generation_key, key, lease_key, _intents_key(generation_key)),
             (str(generation), stored, _milliseconds(ttl_seconds), token),
         )
         return bool(result)
@@ -341,6 +353,25 @@ class RedisBackend:
         text, server = await self._run(
             "bump", (generation_key, _server_key(generation_key)), (str(floor),)
         )
+        return self._bumped(generation_key, text, server)
+
+    async def begin_write(self, generation_key: str, token: str, seconds: float) -> int:
+        # The bump's keys and floor, then the intents set, token and duration (last, where
+        # the intent part of the script reads them).
+        floor = self._highest.get(generation_key, 0)
+        keys = (generation_key, _server_key(generation_key), _intents_key(generation_key))
+        args = (str(floor), token, _milliseconds(seconds))
+        text, server = await self._run("begin_write", keys, args)
+        return self._bumped(generation_key, text, server)
+
+    async def end_write(self, generation_key: str, token: str) -> int:
+        floor = self._highest.get(generation_key, 0)
+        keys = (generation_key, _server_key(generation_key), _intents_key(generation_key))
+        text, server = await self._run("end_write", keys, (str(floor), token))
+        return self._bumped(generation_key, text, server)
+
+    def _bumped(self, generation_key: str, text: bytes, server: bytes) -> int:
+        """Note a bump's reply (new generation, server run); return the generation."""
         generation = int(text)
         self._highest[generation_key] = max(generation, self._highest.get(generation_key, 0))
         # The bump ran on the node that holds the key: its run_id is known as of now.
@@ -485,6 +516,11 @@ class RedisBackend:
 def _server_key(generation_key: str) -> str:
     # Same hash tag as the generation, and metadata (":~"): never deleted by a pattern.
     return f"{generation_key}:server"
+
+
+def _intents_key(generation_key: str) -> str:
+    # The model's write intents (_intent_scripts); same hash tag, metadata too.
+    return f"{generation_key}:intents"
 
 
 def _run_id(info: Any) -> str:

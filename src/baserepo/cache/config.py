@@ -71,6 +71,10 @@ class CacheConfig:
             lease (valid ``lease_seconds``); other processes that miss the same entry while
             it is held wait up to ``lease_wait_seconds`` for it, then read through.
         usage_flush_every: usage increments sent to the backend in one round trip.
+        write_intent_seconds: how long a write's intent, recorded before its COMMIT, keeps
+            the model's entries from being filled; a writer that dies after its COMMIT (before
+            its bump) costs at most this long of reads past the cache, never a stale read.
+            Keep it above the longest COMMIT (docs/deployment.md).
         clock: monotonic seconds (injected in tests); ``wall_clock``: shared wall time, used
             to number warm intervals across processes.
     """
@@ -91,6 +95,7 @@ class CacheConfig:
         lease_after_seconds: float = 0.005,
         lease_wait_seconds: float = 0.05,
         usage_flush_every: int = 50,
+        write_intent_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -112,6 +117,7 @@ class CacheConfig:
         self.lease_after_seconds = lease_after_seconds
         self.lease_wait_seconds = lease_wait_seconds
         self.usage_flush_every = usage_flush_every
+        self.write_intent_seconds = write_intent_seconds
         self.clock = clock
         self.wall_clock = wall_clock
         self.runtime = CacheRuntime(
