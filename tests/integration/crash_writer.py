@@ -58,6 +58,7 @@ async def main(spec: dict[str, Any]) -> None:
         redis_client=client,
         key_prefix=spec["prefix"],
         write_intent_seconds=spec["write_intent_seconds"],
+        operation_timeout=spec["operation_timeout"],
     )
     async with AsyncSession(engine, expire_on_commit=False) as session:
         repo: BaseRepository[Any, Any, Any] = BaseRepository(User, session, config)

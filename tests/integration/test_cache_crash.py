@@ -38,6 +38,9 @@ SLACK_SECONDS = 1.5
 """A read or two beyond the bound: the first fill after the intent expired completes the dead
 writer's invalidation and is refused; the next miss fills."""
 CHILD_TIMEOUT_SECONDS = 60
+SLOW_MACHINE = 5.0
+"""Each backend call's budget (``operation_timeout``): these tests are about a crash, not about
+a Redis call that a loaded machine delayed past the default 0.25 s."""
 QUERY = ("list", (), {"department": "eng", "order_by": "id"})
 
 
@@ -73,6 +76,7 @@ def _config(server: Redis | RedisCluster, prefix: str) -> CacheConfig:
         redis_client=client or Redis(host=host, port=port),
         key_prefix=prefix,
         write_intent_seconds=WRITE_INTENT_SECONDS,
+        operation_timeout=SLOW_MACHINE,
     )
 
 
@@ -87,6 +91,7 @@ async def _kill_a_writer_after_its_commit(
         "write": write,
         "id": target,
         "write_intent_seconds": WRITE_INTENT_SECONDS,
+        "operation_timeout": SLOW_MACHINE,
     }
     child = await asyncio.create_subprocess_exec(
         sys.executable,
