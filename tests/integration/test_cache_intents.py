@@ -53,12 +53,20 @@ async def stack(server: tuple[str, Redis | None]) -> AsyncIterator[Stack]:
 
 class Recorder:
     """The config's real backend, noting the intent calls and bumps in ``log``; ``failing``
-    names the methods that raise instead (a Redis that went away)."""
+    names the methods that raise instead (a Redis that went away), ``landed`` those that
+    raise after the call went through (a reply that timed out)."""
 
-    def __init__(self, inner: Any, log: list[str], failing: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        log: list[str],
+        failing: tuple[str, ...] = (),
+        landed: tuple[str, ...] = (),
+    ) -> None:
         self._inner = inner
         self._log = log
         self._failing = failing
+        self._landed = landed
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._inner, name)
@@ -70,7 +78,10 @@ class Recorder:
                 self._log.append(f"{name} failed")
                 raise ConnectionError("the cache backend went away")
             self._log.append(name)
-            return await method(*args, **kwargs)
+            result = await method(*args, **kwargs)
+            if name in self._landed:
+                raise TimeoutError("the reply was too late")
+            return result
 
         return recorded
 
@@ -99,9 +110,11 @@ def writes_only(log: list[str]) -> list[str]:
     ]
 
 
-def recorded(stack: Stack, log: list[str], failing: tuple[str, ...] = ()) -> CacheConfig:
+def recorded(
+    stack: Stack, log: list[str], failing: tuple[str, ...] = (), landed: tuple[str, ...] = ()
+) -> CacheConfig:
     config = stack.config(operation_timeout=SLOW_MACHINE)
-    config.backend = Recorder(config.backend, log, failing)
+    config.backend = Recorder(config.backend, log, failing, landed)
     return config
 
 
@@ -252,16 +265,34 @@ async def test_a_callers_commit_cancelled_while_recording_the_intent_does_not_co
 async def test_a_write_goes_ahead_when_the_intent_cannot_be_recorded(
     engine: AsyncEngine, session_factory: Factory, stack: Stack
 ) -> None:
-    # The cache never fails a repository call: the commit proceeds, this process stops
-    # trusting the model until a bump lands, and the bump after the COMMIT is a plain one.
+    # The cache never fails a repository call: the commit proceeds, and this process stops
+    # trusting the model until a bump lands.
     ids = await seed(session_factory)
     log: list[str] = []
     config = recorded(stack, log, failing=("begin_write",))
     with commits_on(engine, log):
         async with session_factory() as session:
             assert await BaseRepository(User, session, config).update(ids[1], {"salary": 9})
-    assert writes_only(log) == ["begin_write failed", "COMMIT", "bump"]
+    # The end still runs: a begin that timed out may have landed, and its intent must go.
+    assert writes_only(log) == ["begin_write failed", "COMMIT", "end_write"]
     assert config.stats().untrusted_models == ()  # the bump landed: trusted again
+    await _assert_cached_again(session_factory, config, engine, ids[1], 9)
+
+
+async def test_an_intent_whose_reply_was_lost_is_still_ended_after_the_commit(
+    engine: AsyncEngine, session_factory: Factory, stack: Stack
+) -> None:
+    # begin_write reached the backend but its caller gave up (a timeout): the intent stands
+    # there, so the end after the COMMIT removes it, and the cache serves again at once
+    # rather than after write_intent_seconds.
+    ids = await seed(session_factory)
+    log: list[str] = []
+    config = recorded(stack, log, landed=("begin_write",))
+    config.write_intent_seconds = 60.0
+    with commits_on(engine, log):
+        async with session_factory() as session:
+            assert await BaseRepository(User, session, config).update(ids[1], {"salary": 9})
+    assert writes_only(log) == ["begin_write", "COMMIT", "end_write"]
     await _assert_cached_again(session_factory, config, engine, ids[1], 9)
 
 

@@ -11,8 +11,8 @@ no reader is served rows from before the write once it committed, dead writer or
 the cache is bypassed for at most ``write_intent_seconds`` (plus one refused fill).
 
 Where the intent cannot be recorded (backend down, breaker open) the commit goes ahead: this
-process stops trusting the model, as after a failed bump, and the invalidation after the
-COMMIT is a plain bump.
+process stops trusting the model, as after a failed bump, and the end after the COMMIT still
+runs (it removes the intent if the failed call landed after all, and bumps).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class WriteIntent(PreparedWork):
         token = uuid.uuid4().hex
         generation_key = self._keys.generation
         seconds = config.write_intent_seconds
+        # Kept even if the call fails: a call that timed out may still have landed, and its
+        # intent must be ended after the COMMIT (ending an unknown token is a plain bump).
+        self._token = token
         begun = await runtime.guard.call(
             self._table, lambda: config.backend.begin_write(generation_key, token, seconds)
         )
@@ -65,11 +68,10 @@ class WriteIntent(PreparedWork):
             # lands (until their TTL, if we die first: the limit of an outage); this one
             # bypasses the model until a bump of ours lands.
             runtime.distrust(self._table)
-            return
-        self._token = token
 
     async def __call__(self) -> None:
-        """After the COMMIT: end the intent and bump (or just bump, with no intent)."""
+        """After the COMMIT: end the intent and bump (a plain bump if ``before_commit`` never
+        ran: work queued after the outermost commit had started)."""
         token = self._token
         if token is None:
             await self._generation.invalidate()
