@@ -88,7 +88,7 @@ class WriteEffects:
         if cache is None:
             return
         mark_written(self._session, self._info.model)
-        after_commit(self._session, cache.invalidate, key=invalidation_key(cache))
+        after_commit(self._session, cache.invalidation(), key=invalidation_key(cache))
 
     def _publish_after_commit(self, event: RepositoryEvent) -> None:
         bus = self._bus

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
-from ._transactions import after_commit, invalidation_key, mark_written
+from ._transactions import after_commit, invalidation_key, mark_written, watch_commits
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +45,9 @@ def track_writes(session: AsyncSession, model: type[Any], cache: QueryCache | No
         event.listen(sync_session, "do_orm_execute", _on_execute)
     if cache is not None:
         caches.setdefault(model, {})[id(cache)] = cache
+        # A commit's own flush may queue the invalidation: its before-COMMIT part needs the
+        # commit listeners installed before that commit starts.
+        watch_commits(session)
 
 
 def note_read_opened(session: AsyncSession) -> None:
@@ -76,7 +79,7 @@ def _wrote(sync_session: Session, classes: set[type[Any]]) -> None:
 def _invalidate_after_commit(sync_session: Session, model: type[Any], cache: QueryCache) -> None:
     mark_written(sync_session, model)
     # The same key as the repository's own writes: one bump per cache per commit.
-    after_commit(sync_session, cache.invalidate, key=invalidation_key(cache))
+    after_commit(sync_session, cache.invalidation(), key=invalidation_key(cache))
 
 
 def _on_flush(sync_session: Session, _flush: UOWTransaction) -> None:

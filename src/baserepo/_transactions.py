@@ -10,6 +10,10 @@ Work deferred with :func:`after_commit` (events now, cache invalidation later) i
 the innermost transaction open at the time. A released SAVEPOINT hands its work to its
 parent, a rolled-back one drops it, and the outermost commit runs it, awaited inside
 ``AsyncSession.commit()`` so it has finished when the caller's commit returns.
+
+Work that is a :class:`PreparedWork` (a cache invalidation) also acts just before the
+outermost COMMIT, after the last flush (``before_commit``), and is told when the transaction
+ends without that COMMIT having succeeded (``abandon``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "PreparedWork",
     "after_commit",
     "atomic",
     "caller_owns_transaction",
@@ -39,6 +44,7 @@ __all__ = [
     "invalidation_key",
     "mark_written",
     "register_savepoint_check",
+    "watch_commits",
 ]
 
 logger = logging.getLogger("baserepo.transactions")
@@ -52,6 +58,23 @@ _QUEUE_KEY = "baserepo.after_commit_queue"
 _SAVEPOINT_CHECKED_KEY = "baserepo.savepoints_checked"
 _WRITTEN_KEY = "baserepo.written_models"
 _COMMITTED_WORK_KEY = "baserepo.committed_work"
+_PREPARED_WORK_KEY = "baserepo.prepared_work"
+
+
+class PreparedWork:
+    """Deferred work with a part before the outermost COMMIT: ``before_commit()`` runs after
+    the transaction's last flush, just before COMMIT; ``__call__`` after it, as any deferred
+    work; ``abandon()`` instead, when the transaction ends after ``before_commit()`` without
+    a successful COMMIT (refused, failed, or with an unknown outcome)."""
+
+    async def before_commit(self) -> None:
+        raise NotImplementedError
+
+    async def __call__(self) -> None:
+        raise NotImplementedError
+
+    async def abandon(self) -> None:
+        raise NotImplementedError
 
 
 def caller_owns_transaction(session: AsyncSession) -> bool:
@@ -85,6 +108,12 @@ def after_commit(
         raise RuntimeError("after_commit() needs an open transaction")
     queued = _queue(sync_session).setdefault(transaction, {})
     queued.setdefault(key if key is not None else object(), work)
+
+
+def watch_commits(session: AsyncSession | Session) -> None:
+    """Install the commit listeners now: work queued by a flush that the commit itself runs
+    must still find the ``before_commit`` listener in place."""
+    _queue(_sync(session))
 
 
 def mark_written(session: AsyncSession | Session, model: type[Any]) -> None:
@@ -182,9 +211,36 @@ def _queue(sync_session: Session) -> _Queue:
         queue = {}
         sync_session.info[_QUEUE_KEY] = queue
         # Listeners live as long as the session, not one repository: install them once.
+        event.listen(sync_session, "before_commit", _before_commit)
         event.listen(sync_session, "after_commit", _on_commit)
         event.listen(sync_session, "after_transaction_end", _on_transaction_end)
     return queue
+
+
+def _before_commit(sync_session: Session) -> None:
+    if sync_session.get_nested_transaction() is not None:
+        # A SAVEPOINT's release (or, rarely, a root committed with one still open: its work
+        # then runs after the COMMIT unprepared, as plain deferred work).
+        return
+    if sync_session.new or sync_session.dirty or sync_session.deleted:
+        # SQLAlchemy flushes after this event; flush now so the work those writes queue is
+        # prepared before COMMIT too.
+        sync_session.flush()
+    queue = _queue(sync_session)
+    prepared = [
+        item
+        for transaction_work in queue.values()
+        for item in transaction_work.values()
+        if isinstance(item, PreparedWork)
+    ]
+    if prepared:
+        # Set aside first: whatever happens next, the transaction's end abandons or runs them.
+        sync_session.info[_PREPARED_WORK_KEY] = prepared
+        await_only(
+            finish_despite_cancellation(
+                _run_all([item.before_commit for item in prepared], "before commit")
+            )
+        )
 
 
 def _on_commit(sync_session: Session) -> None:
@@ -200,6 +256,7 @@ def _on_commit(sync_session: Session) -> None:
         return
     pending = [item for transaction_work in queue.values() for item in transaction_work.values()]
     queue.clear()
+    sync_session.info.pop(_PREPARED_WORK_KEY, None)  # committed: they run as pending work
     sync_session.info.pop(_WRITTEN_KEY, None)
     if pending:
         # Run when the transaction has ended (below), not here: an exception out of an
@@ -215,6 +272,14 @@ def _on_transaction_end(sync_session: Session, transaction: SessionTransaction) 
     if transaction.parent is not None:
         return
     sync_session.info.pop(_WRITTEN_KEY, None)
+    abandoned: list[PreparedWork] | None = sync_session.info.pop(_PREPARED_WORK_KEY, None)
+    if abandoned:
+        # Prepared for a COMMIT that did not succeed, or whose outcome is unknown.
+        await_only(
+            finish_despite_cancellation(
+                _run_all([item.abandon for item in abandoned], "an abandoned commit")
+            )
+        )
     committed: list[DeferredWork] | None = sync_session.info.pop(_COMMITTED_WORK_KEY, None)
     if committed:
         # Awaited inside the caller's commit(), so it has finished when commit() returns. A
@@ -223,9 +288,9 @@ def _on_transaction_end(sync_session: Session, transaction: SessionTransaction) 
         await_only(finish_despite_cancellation(_run_all(committed)))
 
 
-async def _run_all(pending: list[DeferredWork]) -> None:
+async def _run_all(pending: list[DeferredWork], when: str = "after commit") -> None:
     for work in pending:
         try:
             await work()
         except Exception:
-            logger.exception("work deferred to after commit failed; the commit stands")
+            logger.exception("work deferred to %s failed; the transaction's outcome stands", when)

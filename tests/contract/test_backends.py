@@ -24,7 +24,8 @@ from redis.backoff import NoBackoff
 
 from baserepo.cache._memory import MemoryBackend
 from baserepo.cache._protocol import CacheBackend
-from baserepo.cache._redis import _FILL, RedisBackend
+from baserepo.cache._redis import RedisBackend
+from baserepo.cache._scripts import SCRIPTS
 from tests.contract.conftest import (
     REDIS_URL,
     RedisServer,
@@ -629,7 +630,7 @@ async def test_scripts_are_reloaded_after_a_script_flush(
     # A server that restarted or was flushed has forgotten every script; on a cluster a node
     # may also simply not have seen one yet. SCRIPT FLUSH is not something to do to the shared
     # server, hence a spare one.
-    fill_sha = hashlib.sha1(_FILL.encode()).hexdigest()
+    fill_sha = hashlib.sha1(SCRIPTS["fill"].encode()).hexdigest()
     standalone = Redis(host="127.0.0.1", port=spare_redis.port)
     try:
         for client in (standalone, redis_cluster):

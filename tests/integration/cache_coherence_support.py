@@ -77,6 +77,7 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"brcoh-{uuid.uuid4().hex[:12]}")
     clients: list[Redis | RedisCluster] = field(default_factory=list)
     memory: MemoryBackend = field(default_factory=MemoryBackend)
+    configs: list[CacheConfig] = field(default_factory=list)
 
     @property
     def is_redis(self) -> bool:
@@ -98,8 +99,11 @@ class Stack:
     def config(self, **options: Any) -> CacheConfig:
         options.setdefault("key_prefix", self.prefix)
         if self.is_redis:
-            return CacheConfig(redis_client=self.client(), **options)
-        return CacheConfig(backend=self.memory, **options)
+            config = CacheConfig(redis_client=self.client(), **options)
+        else:
+            config = CacheConfig(backend=self.memory, **options)
+        self.configs.append(config)
+        return config
 
     async def raw_keys(self, pattern: str = "*") -> set[str]:
         """Keys under this stack's prefix, straight from the server (every cluster node)."""
@@ -119,6 +123,10 @@ class Stack:
         return values
 
     async def close(self) -> None:
+        # Fills still under way (a test's last read was a miss) would otherwise take a new
+        # connection from a client closed under them, and leak it.
+        for config in self.configs:
+            await config.settle()
         if self.server is not None:
             # Also the keys of configs given a prefix derived from this one ("<prefix>-...").
             match = f"{self.prefix}*"

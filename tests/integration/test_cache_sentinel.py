@@ -232,7 +232,9 @@ async def test_wait_replicas_counts_a_bump_no_replica_acknowledged_as_failed(
     paused, the write still returns (no error), the bump counts as failed and the writer
     stops trusting the model; once the replica is back, the next read's bump restores it."""
     row = (await seed(session_factory, 2))[0]
-    writer = setup.config(wait_replicas=1, wait_timeout=0.1)
+    # The paused write fails three backend calls (its intent, its end, the read's bump): a
+    # breaker tripped by them would keep the read after the resume from bumping.
+    writer = setup.config(wait_replicas=1, wait_timeout=0.1, breaker_threshold=10)
     await set_salary(session_factory, writer, row, 1)
     sentinel = setup.sentinel
     replicated = await setup.generation(sentinel.replica.port)

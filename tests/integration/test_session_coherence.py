@@ -531,15 +531,17 @@ WRITE_CALLS: dict[str, Callable[[Repo, list[int]], Awaitable[Any]]] = {
 
 
 @pytest.mark.parametrize("call", list(WRITE_CALLS), ids=list(WRITE_CALLS))
-@pytest.mark.parametrize("point", ["bump", "event"])
+@pytest.mark.parametrize("point", ["begin_write", "end_write", "event"])
 async def test_cancelled_after_commit_still_bumps_and_publishes(
     session_factory: async_sessionmaker[AsyncSession],
     stack: Stack,
     call: str,
     point: str,
 ) -> None:
-    """Cancellation injected at each await after the commit: while the generation is being
-    bumped, and while an event handler runs (a second handler must run too)."""
+    """Cancellation injected at each await around the commit: while the write intent is
+    recorded (before COMMIT: the repository's commit is shielded, so it goes ahead), while
+    it is ended and the generation bumped (after COMMIT), and while an event handler runs (a
+    second handler must run too)."""
     ids = await seed(session_factory)
     reader = patient(stack)
     queries: list[dict[str, Any]] = [{"department": "eng"}, {"id__in": ids}]
@@ -563,8 +565,8 @@ async def test_cancelled_after_commit_still_bumps_and_publishes(
     for kind in (EventType.UPDATED, EventType.SOFT_DELETED):
         bus.subscribe(kind, lambda event: _record(after, event))
     gate: Gate | None = None
-    if point == "bump":
-        gate = install_gate(config, "bump")
+    if point != "event":
+        gate = install_gate(config, point)
         gate.arm()
         blocker.release.set()
         reached = gate.reached
@@ -602,7 +604,8 @@ async def _record(into: list[RepositoryEvent], event: RepositoryEvent) -> None:
 async def test_cancelled_during_the_callers_commit_still_bumps(
     session_factory: async_sessionmaker[AsyncSession], stack: Stack
 ) -> None:
-    """The caller's own commit (its transaction, an ORM write) cancelled during the bump."""
+    """The caller's own commit (its transaction, an ORM write) cancelled during the bump
+    (the end of its write intent, after COMMIT)."""
     ids = await seed(session_factory)
     reader = patient(stack)
 
@@ -615,7 +618,7 @@ async def test_cancelled_during_the_callers_commit_still_bumps(
     assert await salary() == person(1)["salary"]
     await reader.settle()
     config = patient(stack)
-    gate = install_gate(config, "bump")
+    gate = install_gate(config, "end_write")
     async with session_factory() as session:
         repo: Repo = BaseRepository(User, session, config)
         user = await repo.get(ids[1])
@@ -731,7 +734,7 @@ async def test_a_timeout_after_commit_is_a_timeout_and_the_bump_lands(
     await salary()
     await reader.settle()
     config = patient(stack)
-    gate = install_gate(config, "bump")
+    gate = install_gate(config, "end_write")
     async with session_factory() as session:
         repo: Repo = BaseRepository(User, session, config)
         user = await repo.get(ids[1])

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ._guard import FAILED
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ._keys import KeySpace
     from ._runtime import CacheRuntime
     from ._stats import Counters
@@ -47,7 +49,10 @@ class Generation:
         """Make every entry of the model stale; on failure, retry for up to
         ``bump_retry_seconds`` (through a failover), then stop trusting the cache."""
         self._counters.invalidations += 1
-        if await self.bump() is not FAILED or await self._retry_bump():
+        config = self._config
+        if await self.bump() is not FAILED or await self.retry(
+            lambda: config.backend.bump(self._keys.generation)
+        ):
             # Every entry older than this bump is now dead, including any a missed
             # invalidation should have removed: the model can be trusted again.
             self._runtime.trust(self._table)
@@ -57,8 +62,9 @@ class Generation:
         # until a later bump reaches the backend.
         self._runtime.distrust(self._table)
 
-    async def _retry_bump(self) -> bool:
-        """Bump again every ``_RETRY_PAUSE_SECONDS``, past an open breaker, until one lands or
+    async def retry(self, move: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``move`` (a bump, or the end of a write intent, which bumps) again every
+        ``_RETRY_PAUSE_SECONDS``, past an open breaker, until one lands or
         ``bump_retry_seconds`` (the config's; 0: no retry) have passed. The write has
         committed: while its bump has not landed, other processes that reach Redis (a
         promoted replica, or a breaker that closed sooner than ours) serve entries from
@@ -67,10 +73,8 @@ class Generation:
         deadline = time.monotonic() + config.bump_retry_seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(_RETRY_PAUSE_SECONDS)
-            bumped = await self._runtime.guard.call(
-                self._table, lambda: config.backend.bump(self._keys.generation), force=True
-            )
-            if bumped is not FAILED:
+            moved = await self._runtime.guard.call(self._table, move, force=True)
+            if moved is not FAILED:
                 return True
         return False
 

@@ -33,6 +33,8 @@ class MemoryBackend:
     ) -> None:
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._generations: dict[str, int] = {}
+        # Write intents per generation key: token -> deadline (clock seconds).
+        self._intents: dict[str, dict[str, float]] = {}
         self._scores: dict[str, dict[str, float]] = {}
         self._specs: dict[str, dict[str, bytes]] = {}
         self._max_entries = max_entries
@@ -73,6 +75,8 @@ class MemoryBackend:
         # bump() from the clock, so a reader's number from before a data loss never matches.
         if self._generations.get(generation_key) != generation:
             return False
+        if not self._open_for_fills(generation_key):
+            return False
         self._set(key, seal(generation, payload), ttl_seconds)
         return True
 
@@ -99,9 +103,43 @@ class MemoryBackend:
     async def bump(self, generation_key: str) -> int:
         # As in Redis: the larger of the next number and the clock (microseconds), so a
         # generation never goes back or repeats, even for a backend made again from scratch.
-        generation = max(self._generations.get(generation_key, 0) + 1, time.time_ns() // 1000)
-        self._generations[generation_key] = generation
+        generation = self._generations[generation_key] = self._next_generation(generation_key)
         return generation
+
+    def _next_generation(self, generation_key: str) -> int:
+        return max(self._generations.get(generation_key, 0) + 1, time.time_ns() // 1000)
+
+    async def begin_write(self, generation_key: str, token: str, seconds: float) -> int:
+        self._expire_intents(generation_key)
+        self._intents.setdefault(generation_key, {})[token] = self._clock() + seconds
+        return await self.bump(generation_key)
+
+    async def end_write(self, generation_key: str, token: str) -> int:
+        intents = self._intents.get(generation_key, {})
+        intents.pop(token, None)
+        self._expire_intents(generation_key)
+        return await self.bump(generation_key)
+
+    def _open_for_fills(self, generation_key: str) -> bool:
+        """No intent stands; expired ones are removed and complete their writers'
+        invalidations (the generation moves), as in Redis (``_intent_scripts``)."""
+        if not self._intents.get(generation_key):
+            return True
+        if self._expire_intents(generation_key) and generation_key in self._generations:
+            self._generations[generation_key] = self._next_generation(generation_key)
+        return False
+
+    def _expire_intents(self, generation_key: str) -> int:
+        intents = self._intents.get(generation_key)
+        if intents is None:
+            return 0
+        now = self._clock()
+        expired = [token for token, deadline in intents.items() if deadline <= now]
+        for token in expired:
+            del intents[token]
+        if not intents:
+            del self._intents[generation_key]
+        return len(expired)
 
     async def delete_pattern(self, pattern: str) -> int:
         doomed = [k for k in self._data if fnmatch.fnmatchcase(k, pattern) and ":~" not in k]

@@ -8,6 +8,11 @@ compare-and-set: it stores only if the generation has not moved since the reader
 the stale-set race (reader reads the old row, writer commits and bumps, reader stores the old
 row) is refused atomically, inside the backend.
 
+A write also records an *intent* before its COMMIT (``begin_write``) and ends it after
+(``end_write``): fills are refused while it stands, so a writer that dies between the two
+leaves nothing stale to serve, and the first fill after the intent expired completes its
+invalidation (``_intent_scripts`` states the invariants).
+
 All keys one model uses share a Redis Cluster hash tag, so the generation, its entries and its
 leases live in one slot: MGET and the compare-and-set scripts are single-slot operations.
 """
@@ -60,14 +65,17 @@ class CacheBackend(Protocol):
         lease_key: str,
         token: str,
     ) -> bool:
-        """``fill``, then ``release_lease(lease_key, token)``, atomically in one round trip."""
+        """``fill`` (intents included), then ``release_lease(lease_key, token)``, atomically in
+        one round trip."""
         ...
 
     async def fill(
         self, generation_key: str, key: str, generation: int, payload: bytes, ttl_seconds: float
     ) -> bool:
         """Store ``payload`` under ``key`` with a TTL only if the model's generation exists and
-        still equals ``generation``; atomic. Returns False (nothing stored) otherwise."""
+        still equals ``generation`` and no write intent stands (``begin_write``); atomic.
+        Returns False (nothing stored) otherwise. A fill that finds only expired intents
+        removes them and moves the generation (their writers died after their commits)."""
         ...
 
     async def bump(self, generation_key: str) -> int:
@@ -76,6 +84,17 @@ class CacheBackend(Protocol):
         data or restored an older copy of it. Returns the new value. A backend whose data can
         be restored (Redis) also reads a generation it cannot vouch for as missing (0), so
         the reader bumps before using the cache."""
+        ...
+
+    async def begin_write(self, generation_key: str, token: str, seconds: float) -> int:
+        """Record a write intent ``token`` that stands ``seconds`` (by the backend's clock),
+        drop expired intents, and ``bump``; atomic, one round trip. Returns the new
+        generation. While any intent stands, live or expired, no fill is stored."""
+        ...
+
+    async def end_write(self, generation_key: str, token: str) -> int:
+        """Remove the intent ``token`` (no other live one) and the expired intents, and
+        ``bump``; atomic, one round trip. Returns the new generation."""
         ...
 
     async def delete_pattern(self, pattern: str) -> int:

@@ -3,7 +3,8 @@
 Invariant: one ``QueryCache`` per (config, model), so every repository of the model shares
 its single-flight, its generation bookkeeping and its counters. It owns the model's keys and
 row codec and composes the parts that do the work: ``reads`` (``_reads``: serve and fill) and
-``generation`` (``_invalidation``: invalidate). Usage tracking and warming live in
+``generation`` (``_invalidation``: invalidate), with a write's intent around its COMMIT
+(``_intents``). Usage tracking and warming live in
 ``_usage`` and ``_warming``.
 """
 
@@ -13,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._codec import RowCodec, UnsupportedColumn
+from ._intents import WriteIntent
 from ._invalidation import Generation
 from ._keys import KeySpace
 from ._reads import Reads
@@ -66,6 +68,11 @@ class QueryCache:
     async def invalidate(self) -> None:
         """Make every entry of the model stale (after a write's commit)."""
         await self.generation.invalidate()
+
+    def invalidation(self) -> WriteIntent:
+        """A transaction's invalidation of this model, to queue with ``after_commit``: it
+        records a write intent before the COMMIT, and ends it with a bump after."""
+        return WriteIntent(self.config, self.runtime, self.table, self.keys, self.generation)
 
     async def settle(self) -> None:
         """Wait until every fill of this model started so far has reached the backend."""

@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError
 from ._envelope import open_envelope, seal
 from ._identity import UnreplicatedBump, watch_connections
 from ._protocol import warn_try_lock
+from ._scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -39,146 +40,6 @@ __all__ = ["RedisBackend"]
 _SCAN_COUNT = 500
 _UNLINK_CHUNK = 500
 _METADATA_MARK = ":~"
-
-# Compare-and-set; a missing generation (GET gives false) matches nothing, so nothing is
-# filled before bump() has created the generation from the clock. The generation is compared
-# as a string: INCR keeps it canonical, and a
-# string compare cannot lose precision the way Lua's doubles would past 2**53.
-_FILL = """
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
-
-# Compare-and-delete: a lease that expired and was taken by someone else must survive.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# ZINCRBY each member, HSET each spec, then trim to ARGV[1] members keeping the same ones
-# MemoryBackend keeps: highest score first, ties to the lexicographically smaller member.
-# ZREMRANGEBYRANK alone would break ties the other way (rank order among equal scores is
-# ascending, so it would drop the smaller members). Scores stay strings as Redis formats them
-# (%.17g, exact), so the range bounds below hit the edge score exactly.
-# ARGV: max_tracked, number of count pairs, member/count pairs, field/value pairs.
-_INCR_USAGE = """
-local max_tracked = tonumber(ARGV[1])
-local pairs_end = 3 + 2 * tonumber(ARGV[2])
-for i = 3, pairs_end - 1, 2 do
-  redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i])
-end
-for i = pairs_end, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-if redis.call('ZCARD', KEYS[1]) <= max_tracked then
-  return 0
-end
-local doomed
-if max_tracked <= 0 then
-  doomed = redis.call('ZRANGE', KEYS[1], 0, -1)
-else
-  local edge = redis.call('ZREVRANGE', KEYS[1], max_tracked - 1, max_tracked - 1, 'WITHSCORES')[2]
-  local above = redis.call('ZCOUNT', KEYS[1], '(' .. edge, '+inf')
-  doomed = redis.call('ZRANGEBYSCORE', KEYS[1], edge, edge, 'LIMIT', max_tracked - above, -1)
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. edge)) do
-    doomed[#doomed + 1] = member
-  end
-end
-for _, member in ipairs(doomed) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[2], member)
-end
-return #doomed
-"""
-
-# The top ARGV[1] members scoring >= ARGV[2], with their specs, in MemoryBackend's order.
-# ZREVRANGEBYSCORE orders equal scores by descending member, so when the limit cuts through a
-# run of equal scores the run is fetched again in ascending order (ZRANGEBYSCORE) to pick the
-# same members; the caller sorts. Returns {members, scores, specs}.
-_TOP_USAGE = """
-local limit = tonumber(ARGV[1])
-local top = redis.call(
-  'ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
-local edge = false
-if #top == 2 * limit then
-  edge = top[#top]
-end
-local members, scores, specs = {}, {}, {}
-for i = 1, #top, 2 do
-  if top[i + 1] ~= edge then
-    members[#members + 1] = top[i]
-    scores[#scores + 1] = top[i + 1]
-  end
-end
-if edge then
-  local ties = redis.call('ZRANGEBYSCORE', KEYS[1], edge, edge, 'LIMIT', 0, limit - #members)
-  for _, member in ipairs(ties) do
-    members[#members + 1] = member
-    scores[#scores + 1] = edge
-  end
-end
-for i, member in ipairs(members) do
-  specs[i] = redis.call('HGET', KEYS[2], member)
-end
-return {members, scores, specs}
-"""
-
-# _FILL, then _RELEASE of the lease. KEYS: generation, entry, lease.
-# ARGV: generation, stored value, ttl ms, token.
-_FILL_AND_RELEASE = """
-local current = redis.call('GET', KEYS[1])
-local stored = 0
-if current == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  stored = 1
-end
-if redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('DEL', KEYS[3])
-end
-return stored
-"""
-
-# Generations never go backwards or repeat. A new one is the largest of: the stored one + 1,
-# the server's clock in microseconds, and the highest this client has seen + 1 (ARGV[1]). So
-# after Redis lost data (restart without persistence, FLUSHALL) or brought back an older
-# counter (a restart from an old snapshot or AOF, a failover that lost writes), the next
-# number is above every number handed out before: the clock has moved past them, and a
-# client that saw a lost number pushes past it itself. The server's run_id (new at every
-# start) is stored next to the generation (KEYS[2]): a generation that was not moved under
-# the running server may come from a restored dataset, and readers do not trust it (see
-# RedisBackend._current). Lua numbers are doubles: exact up to 2**53, far above the clock.
-_BUMP = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local now = redis.call('TIME')
-local generation = tonumber(now[1]) * 1000000 + tonumber(now[2])
-if current + 1 > generation then
-  generation = current + 1
-end
-local floor = tonumber(ARGV[1]) or 0
-if floor + 1 > generation then
-  generation = floor + 1
-end
-local text = string.format('%d', generation)
-redis.call('SET', KEYS[1], text)
-local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
-redis.call('SET', KEYS[2], server)
-return {text, server}
-"""
-
-_SCRIPTS = {
-    "fill_and_release": _FILL_AND_RELEASE,
-    "bump": _BUMP,
-    "fill": _FILL,
-    "release": _RELEASE,
-    "incr_usage": _INCR_USAGE,
-    "top_usage": _TOP_USAGE,
-}
 
 
 class _Executes(Protocol):
@@ -269,7 +130,9 @@ class RedisBackend:
     ) -> bool:
         stored = seal(generation, payload)
         result = await self._run(
-            "fill", (generation_key, key), (str(generation), stored, _milliseconds(ttl_seconds))
+            "fill",
+            (generation_key, key, _intents_key(generation_key)),
+            (str(generation), stored, _milliseconds(ttl_seconds)),
         )
         return bool(result)
 
@@ -357,19 +220,43 @@ class RedisBackend:
         stored = seal(generation, payload)
         result = await self._run(
             "fill_and_release",
-            (generation_key, key, lease_key),
+            (generation_key, key, lease_key, _intents_key(generation_key)),
             (str(generation), stored, _milliseconds(ttl_seconds), token),
         )
         return bool(result)
 
     async def bump(self, generation_key: str) -> int:
         floor = self._highest.get(generation_key, 0)
-        connects = self._connects
         keys = (generation_key, _server_key(generation_key))
+        return await self._move("bump", generation_key, keys, (str(floor),))
+
+    async def begin_write(self, generation_key: str, token: str, seconds: float) -> int:
+        # The bump's keys and floor, then the intents set, token and duration (last, where
+        # the intent part of the script reads them).
+        floor = self._highest.get(generation_key, 0)
+        keys = (generation_key, _server_key(generation_key), _intents_key(generation_key))
+        args = (str(floor), token, _milliseconds(seconds))
+        return await self._move("begin_write", generation_key, keys, args)
+
+    async def end_write(self, generation_key: str, token: str) -> int:
+        floor = self._highest.get(generation_key, 0)
+        keys = (generation_key, _server_key(generation_key), _intents_key(generation_key))
+        return await self._move("end_write", generation_key, keys, (str(floor), token))
+
+    async def _move(
+        self, script: str, generation_key: str, keys: Sequence[str], args: Sequence[str | int]
+    ) -> int:
+        """Run a script that moves the generation (a bump, alone or with a write intent),
+        acknowledged by ``wait_replicas`` replicas when asked; note its reply."""
+        connects = self._connects
         if self._wait_replicas > 0:
-            text, server = await self._bump_and_wait(keys, str(floor))
+            text, server = await self._run_and_wait(script, keys, args)
         else:
-            text, server = await self._run("bump", keys, (str(floor),))
+            text, server = await self._run(script, keys, args)
+        return self._bumped(generation_key, text, server, connects)
+
+    def _bumped(self, generation_key: str, text: bytes, server: bytes, connects: int) -> int:
+        """Note a bump's reply (new generation, server run); return the generation."""
         generation = int(text)
         self._highest[generation_key] = max(generation, self._highest.get(generation_key, 0))
         # The bump ran on the node that holds the key: its run_id is known as of now, unless
@@ -382,12 +269,15 @@ class RedisBackend:
             self._servers[name] = (_text(server), self._clock())
         return generation
 
-    async def _bump_and_wait(self, keys: Sequence[str], floor: str) -> Any:
-        """The bump script, then ``WAIT`` on the same connection (a pipeline holds one): the
-        bump counts only once ``wait_replicas`` replicas have it."""
+    async def _run_and_wait(
+        self, script: str, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """A script, then ``WAIT`` on the same connection (a pipeline holds one): the move
+        counts only once ``wait_replicas`` replicas have it."""
         client = cast("Redis", self._client)
         pipe = client.pipeline(transaction=False)
-        pipe.execute_command("EVAL", _BUMP, len(keys), *keys, floor, **{NEVER_DECODE: True})
+        source = SCRIPTS[script]
+        pipe.execute_command("EVAL", source, len(keys), *keys, *args, **{NEVER_DECODE: True})
         pipe.execute_command("WAIT", self._wait_replicas, _milliseconds(self._wait_timeout))
         bumped, acknowledged = await pipe.execute()
         if int(acknowledged) < self._wait_replicas:
@@ -521,7 +411,7 @@ class RedisBackend:
         script = self._scripts.get(name)
         if script is None:
             # register_script only hashes the text; nothing is sent until the first call.
-            script = self._scripts[name] = self._client.register_script(_SCRIPTS[name])
+            script = self._scripts[name] = self._client.register_script(SCRIPTS[name])
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         # AsyncScript.__call__ would decode the specs top_usage returns on a client with
         # decode_responses=True, so scripts go through execute_command, undecoded.
@@ -536,6 +426,11 @@ class RedisBackend:
 def _server_key(generation_key: str) -> str:
     # Same hash tag as the generation, and metadata (":~"): never deleted by a pattern.
     return f"{generation_key}:server"
+
+
+def _intents_key(generation_key: str) -> str:
+    # The model's write intents (_intent_scripts); same hash tag, metadata too.
+    return f"{generation_key}:intents"
 
 
 def _run_id(info: Any) -> str:

@@ -79,6 +79,10 @@ class CacheConfig:
         wait_replicas / wait_timeout: with ``redis_client``, send ``WAIT wait_replicas
             <wait_timeout>`` after each bump; a bump fewer replicas acknowledged counts as
             failed (retried, then the model is untrusted here). 0 (the default): no WAIT.
+        write_intent_seconds: how long a write's intent, recorded before its COMMIT, keeps
+            the model's entries from being filled; a writer that dies after its COMMIT (before
+            its bump) costs at most this long of reads past the cache, never a stale read.
+            Keep it above the longest COMMIT (docs/deployment.md).
         clock: monotonic seconds (injected in tests); ``wall_clock``: shared wall time, used
             to number warm intervals across processes.
     """
@@ -102,6 +106,7 @@ class CacheConfig:
         bump_retry_seconds: float = 0.0,
         wait_replicas: int = 0,
         wait_timeout: float = 0.1,
+        write_intent_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -131,6 +136,7 @@ class CacheConfig:
         self.lease_wait_seconds = lease_wait_seconds
         self.usage_flush_every = usage_flush_every
         self.bump_retry_seconds = bump_retry_seconds
+        self.write_intent_seconds = write_intent_seconds
         self.clock = clock
         self.wall_clock = wall_clock
         self.runtime = CacheRuntime(
