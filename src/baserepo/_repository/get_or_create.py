@@ -1,11 +1,15 @@
 """get_or_create and update_or_create, safe when several writers race on one unique key.
 
-As Django does it: look the row up; when it is missing, insert it in a unit of its own (a
-SAVEPOINT inside the caller's transaction, else a transaction of our own). If a unique
-constraint refuses the insert, another writer got there first: the unit is rolled back and
-the row read again, so the loser returns the winner's row with ``created=False`` instead of an
-error. Only if that second read finds nothing (the conflict was on some other unique key, or
-the winner's row is invisible to this transaction's snapshot) is the conflict raised.
+As Django does it: look the row up; when it is missing, insert it in a SAVEPOINT, inside the
+caller's transaction or inside one of our own. If a unique constraint refuses the insert,
+another writer got there first: only the SAVEPOINT is rolled back and the row is read again in
+the same unit, so the loser returns the winner's row with ``created=False`` instead of an
+error. Only if that read finds nothing (the conflict was on some other unique key, or the
+winner's row is invisible to this transaction's snapshot) is the conflict raised.
+
+The SAVEPOINT matters even in our own transaction: rolling back a whole transaction expires
+every object the session holds, so a lost race would leave the caller's earlier objects
+unloaded (DetachedInstanceError once the session closes), which a race lost is no reason for.
 
 The look-ups read the primary, never the cache or a replica: what they find decides a write.
 """
@@ -15,13 +19,14 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from .._bulk._retry import BatchAttempts
+from .._errors import is_unique_violation
 from .._events import EventType
 from .._statements import TranslatedUnit, read
-from .._transactions import caller_owns_transaction
-from ..exceptions import IntegrityConflictError, MultipleRowsError, RepositoryDatabaseError
+from ..exceptions import MultipleRowsError, RepositoryDatabaseError
 from .state import CreateSchemaT, ModelT, T, UpdateSchemaT
 from .writes import WriteMethods
 
@@ -67,21 +72,7 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
         if found is not None:
             return found, False
         values = self._new_row_values(defaults, filters)
-        try:
-            return await self._insert(values), True
-        except IntegrityConflictError as conflict:
-            if not conflict.is_unique_violation:
-                raise
-            # Inside the caller's transaction the snapshot may predate the winner's commit
-            # (REPEATABLE READ): a locking read sees it where the database allows (InnoDB).
-            # Outside, our unit was rolled back and this read starts a fresh snapshot.
-            locking = caller_owns_transaction(self.session)
-            winner = await self._find_one(
-                filters, include_deleted, lock="share" if locking else None
-            )
-            if winner is None:
-                raise
-            return winner, False
+        return await self._retrying(lambda: self._create(values, filters, include_deleted, None))
 
     async def update_or_create(
         self,
@@ -102,20 +93,11 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             IntegrityConflictError: the insert was refused and no matching row is visible.
         """
         changes = self._preparer.for_update(defaults or {})
-        updated = await self._update_locked(filters, include_deleted, changes)
+        updated = await self._retrying(lambda: self._update(filters, include_deleted, changes))
         if updated is not None:
             return updated, False
         values = self._new_row_values(defaults, filters)
-        try:
-            return await self._insert(values), True
-        except IntegrityConflictError as conflict:
-            if not conflict.is_unique_violation:
-                raise
-            # Lost the race: update the winner's row (the locking read sees it).
-            updated = await self._update_locked(filters, include_deleted, changes)
-            if updated is None:
-                raise
-            return updated, False
+        return await self._retrying(lambda: self._create(values, filters, include_deleted, changes))
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -160,24 +142,42 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
                 if not await attempts.again(error):
                     raise
 
-    async def _insert(self, values: dict[str, Any]) -> ModelT:
-        return await self._retrying(lambda: self._insert_once(values))
-
-    async def _insert_once(self, values: dict[str, Any]) -> ModelT:
+    async def _create(
+        self,
+        values: dict[str, Any],
+        filters: Mapping[str, Any],
+        include_deleted: bool,
+        changes: dict[str, Any] | None,
+    ) -> tuple[ModelT, bool]:
+        """Insert the row; if another writer's row refuses it, that row (updated with
+        ``changes`` unless they are None) instead."""
         instance = self.model(**values)
+        winner: ModelT | None = None
         async with TranslatedUnit(self.session):
-            self.session.add(instance)
-            await self.session.flush()
-            new_id = getattr(instance, self._info.pk_attr)
-            self._effects.wrote(EventType.CREATED, [new_id], [values])
-        return await self._fresh(instance)
+            try:
+                async with self.session.begin_nested():
+                    self.session.add(instance)
+                    await self.session.flush()
+            except sa_exc.IntegrityError as error:
+                if not is_unique_violation(error):
+                    raise
+                # Another writer won. Read its row with a lock (_find_one says why), held
+                # until the unit's transaction ends.
+                winner = await self._find_one(
+                    filters, include_deleted, lock="share" if changes is None else "update"
+                )
+                if winner is None:
+                    raise
+                if changes:
+                    await self._apply(winner, changes)
+            else:
+                new_id = getattr(instance, self._info.pk_attr)
+                self._effects.wrote(EventType.CREATED, [new_id], [values])
+        if winner is not None:
+            return await self._fresh(winner), False
+        return await self._fresh(instance), True
 
-    async def _update_locked(
-        self, filters: Mapping[str, Any], include_deleted: bool, changes: dict[str, Any]
-    ) -> ModelT | None:
-        return await self._retrying(lambda: self._update_once(filters, include_deleted, changes))
-
-    async def _update_once(
+    async def _update(
         self, filters: Mapping[str, Any], include_deleted: bool, changes: dict[str, Any]
     ) -> ModelT | None:
         async with TranslatedUnit(self.session):
@@ -185,9 +185,12 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             if instance is None:
                 return None
             if changes:
-                for attr, value in changes.items():
-                    setattr(instance, attr, value)
-                await self.session.flush()
-                row_id = getattr(instance, self._info.pk_attr)
-                self._effects.wrote(EventType.UPDATED, [row_id], [changes])
+                await self._apply(instance, changes)
         return await self._fresh(instance)
+
+    async def _apply(self, instance: ModelT, changes: dict[str, Any]) -> None:
+        for attr, value in changes.items():
+            setattr(instance, attr, value)
+        await self.session.flush()
+        row_id = getattr(instance, self._info.pk_attr)
+        self._effects.wrote(EventType.UPDATED, [row_id], [changes])
