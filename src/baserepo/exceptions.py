@@ -8,6 +8,8 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      ├── ConfigurationError        the model, engine or call cannot work as set up
      ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape or
      │                             not fitting its column's type (also a ``ValueError``)
+     ├── MultipleRowsError         get_or_create / update_or_create found more than one
+     │                             matching row (also a ``LookupError``)
      ├── RecordValidationError     a record names an unknown column, lacks a required one
      │                             or holds a value of the wrong type (also a ``ValueError``)
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
@@ -44,6 +46,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "IntegrityConflictError",
     "InvalidFilterError",
+    "MultipleRowsError",
     "RecordValidationError",
     "RepositoryDatabaseError",
     "TransactionRetryError",
@@ -85,6 +88,10 @@ class InvalidFilterError(BaseRepoError, ValueError):
         if valid:
             text += f" (valid: {', '.join(valid)})"
         super().__init__(text)
+
+
+class MultipleRowsError(BaseRepoError, LookupError):
+    """A call that works on one row (get_or_create, update_or_create) found several."""
 
 
 class RecordValidationError(BaseRepoError, ValueError):

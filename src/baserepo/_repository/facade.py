@@ -9,6 +9,7 @@ from typing import Any
 from ..cache._warming import replay_queries_with
 from .bulk import BulkMethods
 from .caching import CacheMethods, run_query
+from .get_or_create import GetOrCreateMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 from .writes import WriteMethods
 
@@ -22,6 +23,7 @@ __all__ = ["BaseRepository"]
 
 
 class BaseRepository(
+    GetOrCreateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
