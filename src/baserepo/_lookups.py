@@ -17,14 +17,17 @@ collation, they are rendered with ``GLOB`` instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, func, true
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from ._filter_values import column_filter
+from ._model import model_info
 from .exceptions import InvalidFilterError
 
 if TYPE_CHECKING:
@@ -37,8 +40,12 @@ __all__ = [
     "LOOKUPS",
     "CaseSensitive",
     "CaseSensitiveMatch",
+    "Target",
     "build_filters",
     "filtered_attrs",
+    "follows_relationships",
+    "relations",
+    "resolve_key",
     "split_key",
     "typed_filters",
 ]
@@ -204,23 +211,77 @@ added at run time by one module would change every repository's filters."""
 
 def split_key(info: ModelInfo, key: str) -> tuple[str, str]:
     """``"salary__lt"`` -> ``("salary", "lt")``, validating both halves."""
-    field, _, lookup = key.rpartition(SEPARATOR)
+    return _split(info, key, key)
+
+
+def _split(info: ModelInfo, key: str, rest: str) -> tuple[str, str]:
+    """``rest`` (the part of ``key`` left for ``info``'s model) as (field, lookup)."""
+    field, _, lookup = rest.rpartition(SEPARATOR)
     if not field or lookup not in LOOKUPS:
         # Either no lookup at all, or a field whose own name contains "__".
-        field, lookup = key, "exact"
+        field, lookup = rest, "exact"
     if field not in info.columns:
-        head, _, tail = key.rpartition(SEPARATOR)
+        head, _, tail = rest.rpartition(SEPARATOR)
         if head in info.columns and tail not in LOOKUPS:
             raise InvalidFilterError(key, f"unknown lookup {tail!r}", valid=sorted(LOOKUPS))
         raise InvalidFilterError(
-            key, f"{info.model.__name__} has no field {field!r}", valid=sorted(info.columns)
+            key,
+            f"{info.model.__name__} has no field {field!r}",
+            valid=sorted(info.columns) + [f"{name}__..." for name in sorted(relations(info))],
         )
     return field, lookup
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one filter key points: the column ``field`` of ``info``'s model, reached from the
+    repository's model through the many-to-one relationships ``hops`` (none: its own)."""
+
+    hops: tuple[Any, ...]
+    info: ModelInfo
+    field: str
+    lookup: str
+
+
+def relations(info: ModelInfo) -> dict[str, Any]:
+    """The model's relationships by attribute name (every kind: errors name them all)."""
+    return dict(sa_inspect(info.model).relationships.items())
+
+
+def resolve_key(info: ModelInfo, key: str) -> Target:
+    """``"team__name__icontains"`` -> the column ``Team.name`` reached through ``User.team``.
+
+    Only scalar (many-to-one) relationships are followed: each becomes an ``EXISTS``
+    (``has()``), which can never repeat a row the way a join on a collection would.
+    """
+    hops: list[Any] = []
+    rest = key
+    while True:
+        head, separator, tail = rest.partition(SEPARATOR)
+        relation = relations(info).get(head) if separator and head not in info.columns else None
+        if relation is None:
+            field, lookup = _split(info, key, rest)
+            return Target(tuple(hops), info, field, lookup)
+        if relation.uselist:
+            raise InvalidFilterError(
+                key,
+                f"{info.model.__name__}.{head} is a collection; filters follow many-to-one "
+                "relationships only",
+            )
+        hops.append(getattr(info.model, head))
+        info = model_info(relation.mapper.class_)
+        rest = tail
+
+
+def follows_relationships(info: ModelInfo, keys: Iterable[str]) -> bool:
+    """Does any of these filter keys read another model's table?"""
+    return any(resolve_key(info, key).hops for key in keys)
+
+
 def filtered_attrs(info: ModelInfo, filters: Mapping[str, Any]) -> set[str]:
-    """The fields a filter mapping constrains (used to see whether it names ``deleted_at``)."""
-    return {split_key(info, key)[0] for key in filters}
+    """The model's own fields a filter mapping constrains (used to see whether it names
+    ``deleted_at``; ``team__deleted_at`` is the team's, not this model's)."""
+    return {t.field for t in (resolve_key(info, key) for key in filters) if not t.hops}
 
 
 TEXT_LOOKUPS = frozenset(
@@ -266,8 +327,8 @@ def typed_filters(info: ModelInfo, filters: Mapping[str, Any]) -> dict[str, Any]
     """
     typed: dict[str, Any] = {}
     for key, value in filters.items():
-        field, lookup = split_key(info, key)
-        typed[key] = typed_value(key, lookup, column_filter(info.columns[field]), value)
+        t = resolve_key(info, key)
+        typed[key] = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
     return typed
 
 
@@ -278,10 +339,15 @@ def build_filters(info: ModelInfo, filters: Mapping[str, Any], *, typed: bool = 
     """
     conditions = []
     for key, value in filters.items():
-        field, lookup = split_key(info, key)
+        t = resolve_key(info, key)
         if not typed:
-            value = typed_value(key, lookup, column_filter(info.columns[field]), value)
-        conditions.append(LOOKUPS[lookup](key, getattr(info.model, field), value))
+            value = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
+        condition = LOOKUPS[t.lookup](key, getattr(t.info.model, t.field), value)
+        for hop in reversed(t.hops):
+            # The related model's soft delete is not applied: the filter says what it wants
+            # (``team__deleted_at__isnull=True``), as Django's relationship lookups do.
+            condition = hop.has(condition)
+        conditions.append(condition)
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from .._identity import adopt, has_pending_changes
-from .._lookups import build_filters, typed_filters
+from .._lookups import build_filters, follows_relationships, typed_filters
 from .._ordering import OrderBy, order_clauses
 from ..cache._shapes import COUNT, ONE, ROWS, Shape
 from .state import CreateSchemaT, Filters, ModelT, RepositoryState, T, UpdateSchemaT, merge_filters
@@ -133,6 +133,11 @@ class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
     ) -> T:
         cache = self._cache
         if cache is None:
+            return await load()
+        if follows_relationships(self._info, spec.get("filters") or ()):
+            # The result depends on another model's rows too, whose writes do not move this
+            # model's generation: an entry could outlive a rename of the team. Never stored.
+            cache.counters.bypasses += 1
             return await load()
         codec = cache.codec
         if codec is None:
