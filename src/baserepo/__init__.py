@@ -3,6 +3,7 @@
 from ._bulk._retry import RetryPolicy
 from ._engine import create_engine, enable_sqlite_savepoints
 from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
+from ._keyset import Page
 from ._lookups import LOOKUPS
 from ._repository import DEFAULT_BATCH_SIZE, DEFAULT_CHANGE_BATCH_SIZE, BaseRepository
 from ._results import BulkOperationResult, FailureKind, RecordFailure
@@ -23,6 +24,7 @@ from .exceptions import (
     ConfigurationError,
     DatabaseUnavailableError,
     IntegrityConflictError,
+    InvalidCursorError,
     InvalidFilterError,
     RecordValidationError,
     RepositoryDatabaseError,
@@ -52,8 +54,10 @@ __all__ = [
     "EventType",
     "FailureKind",
     "IntegrityConflictError",
+    "InvalidCursorError",
     "InvalidFilterError",
     "MemoryBackend",
+    "Page",
     "QueryUsage",
     "RecordFailure",
     "RecordValidationError",

@@ -8,6 +8,8 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      ├── ConfigurationError        the model, engine or call cannot work as set up
      ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape or
      │                             not fitting its column's type (also a ``ValueError``)
+     ├── InvalidCursorError        a ``page(after=...)`` cursor that is damaged, or made by
+     │                             another query's order (also a ``ValueError``)
      ├── RecordValidationError     a record names an unknown column, lacks a required one
      │                             or holds a value of the wrong type (also a ``ValueError``)
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
@@ -43,6 +45,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseUnavailableError",
     "IntegrityConflictError",
+    "InvalidCursorError",
     "InvalidFilterError",
     "RecordValidationError",
     "RepositoryDatabaseError",
@@ -85,6 +88,11 @@ class InvalidFilterError(BaseRepoError, ValueError):
         if valid:
             text += f" (valid: {', '.join(valid)})"
         super().__init__(text)
+
+
+class InvalidCursorError(BaseRepoError, ValueError):
+    """A ``page(after=...)`` cursor that was altered, truncated, or made by a page of another
+    model or another ``order_by``: refused rather than answered with some other page."""
 
 
 class RecordValidationError(BaseRepoError, ValueError):

@@ -9,6 +9,7 @@ from typing import Any
 from ..cache._warming import replay_queries_with
 from .bulk import BulkMethods
 from .caching import CacheMethods, run_query
+from .pages import PageMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 from .writes import WriteMethods
 
@@ -25,6 +26,7 @@ class BaseRepository(
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    PageMethods[ModelT, CreateSchemaT, UpdateSchemaT],
 ):
     """Async CRUD, filtered reads and bulk writes for one SQLAlchemy model.
 
