@@ -5,6 +5,7 @@ from ._engine import create_engine, enable_sqlite_savepoints
 from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
 from ._keyset import Page
 from ._lookups import LOOKUPS
+from ._q import Q
 from ._repository import DEFAULT_BATCH_SIZE, DEFAULT_CHANGE_BATCH_SIZE, BaseRepository
 from ._results import BulkOperationResult, FailureKind, RecordFailure
 from .cache import (
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CHANGE_BATCH_SIZE",
     "LOOKUPS",
+    "Q",
     "BaseRepoError",
     "BaseRepository",
     "BreakerState",

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, func, true
+from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, true
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from ._filter_values import column_filter
 from ._model import model_info
+from ._q import Q_KEY, Q
 from .exceptions import InvalidFilterError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "CaseSensitiveMatch",
     "Target",
     "build_filters",
+    "filter_keys",
     "filtered_attrs",
     "follows_relationships",
     "relations",
@@ -273,15 +275,24 @@ def resolve_key(info: ModelInfo, key: str) -> Target:
         rest = tail
 
 
-def follows_relationships(info: ModelInfo, keys: Iterable[str]) -> bool:
-    """Does any of these filter keys read another model's table?"""
-    return any(resolve_key(info, key).hops for key in keys)
+def filter_keys(filters: Mapping[str, Any]) -> list[str]:
+    """Every ``field__lookup`` key of a filter mapping, those inside its ``Q`` included."""
+    keys = [key for key in filters if key != Q_KEY]
+    if Q_KEY in filters:
+        keys += Q.from_spec(filters[Q_KEY]).keys()
+    return keys
+
+
+def follows_relationships(info: ModelInfo, filters: Mapping[str, Any]) -> bool:
+    """Does any key of this filter mapping read another model's table?"""
+    return any(resolve_key(info, key).hops for key in filter_keys(filters))
 
 
 def filtered_attrs(info: ModelInfo, filters: Mapping[str, Any]) -> set[str]:
     """The model's own fields a filter mapping constrains (used to see whether it names
     ``deleted_at``; ``team__deleted_at`` is the team's, not this model's)."""
-    return {t.field for t in (resolve_key(info, key) for key in filters) if not t.hops}
+    targets = (resolve_key(info, key) for key in filter_keys(filters))
+    return {t.field for t in targets if not t.hops}
 
 
 TEXT_LOOKUPS = frozenset(
@@ -327,6 +338,10 @@ def typed_filters(info: ModelInfo, filters: Mapping[str, Any]) -> dict[str, Any]
     """
     typed: dict[str, Any] = {}
     for key, value in filters.items():
+        if key == Q_KEY:
+            # Kept as its spec: plain values that key the cache and replay (``Q.from_spec``).
+            typed[key] = Q.from_spec(value).map_values(lambda k, v: _typed(info, k, v)).spec()
+            continue
         t = resolve_key(info, key)
         typed[key] = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
     return typed
@@ -339,15 +354,47 @@ def build_filters(info: ModelInfo, filters: Mapping[str, Any], *, typed: bool = 
     """
     conditions = []
     for key, value in filters.items():
+        if key == Q_KEY:
+            conditions.append(_q_condition(info, Q.from_spec(value), typed))
+            continue
         t = resolve_key(info, key)
         if not typed:
             value = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
-        condition = LOOKUPS[t.lookup](key, getattr(t.info.model, t.field), value)
-        for hop in reversed(t.hops):
-            # The related model's soft delete is not applied: the filter says what it wants
-            # (``team__deleted_at__isnull=True``), as Django's relationship lookups do.
-            condition = hop.has(condition)
-        conditions.append(condition)
+        conditions.append(_condition(t, key, value))
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def _condition(t: Target, key: str, value: Any) -> Condition:
+    condition = LOOKUPS[t.lookup](key, getattr(t.info.model, t.field), value)
+    for hop in reversed(t.hops):
+        # The related model's soft delete is not applied: the filter says what it wants
+        # (``team__deleted_at__isnull=True``), as Django's relationship lookups do.
+        condition = hop.has(condition)
+    return condition
+
+
+def _typed(info: ModelInfo, key: str, value: Any) -> Any:
+    t = resolve_key(info, key)
+    return typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
+
+
+def _q_condition(info: ModelInfo, q: Q, typed: bool) -> Condition:
+    parts = [
+        _q_condition(info, child, typed)
+        if isinstance(child, Q)
+        else _condition(
+            resolve_key(info, child[0]),
+            child[0],
+            child[1] if typed else _typed(info, child[0], child[1]),
+        )
+        for child in q.children
+    ]
+    if q.op == "not":
+        # Every row the inner filter does not match: a NULL comparison (unknown) counts as
+        # no match, so ~Q(department="eng") keeps the rows with no department, as __ne does.
+        return not_(func.coalesce(parts[0], false(), type_=Boolean))
+    if not parts:
+        return true()
+    return or_(*parts) if q.op == "or" else and_(*parts)

@@ -134,7 +134,7 @@ class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
         cache = self._cache
         if cache is None:
             return await load()
-        if follows_relationships(self._info, spec.get("filters") or ()):
+        if follows_relationships(self._info, spec.get("filters") or {}):
             # The result depends on another model's rows too, whose writes do not move this
             # model's generation: an entry could outlive a rename of the team. Never stored.
             cache.counters.bypasses += 1
