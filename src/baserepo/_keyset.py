@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
     from ._model import ModelInfo
 
-__all__ = ["Page", "after_condition", "decode_cursor", "encode_cursor", "keyset_order"]
+__all__ = [
+    "Page",
+    "after_condition",
+    "decode_cursor",
+    "encode_cursor",
+    "keyset_order",
+    "order_terms",
+]
 
 ItemT = TypeVar("ItemT")
 
