@@ -3,7 +3,9 @@
 from ._bulk._retry import RetryPolicy
 from ._engine import create_engine, enable_sqlite_savepoints
 from ._events import EventBus, EventHandler, EventType, RepositoryEvent, default_event_bus
+from ._keyset import Page
 from ._lookups import LOOKUPS
+from ._q import Q
 from ._repository import DEFAULT_BATCH_SIZE, DEFAULT_CHANGE_BATCH_SIZE, BaseRepository
 from ._results import BulkOperationResult, FailureKind, RecordFailure
 from .cache import (
@@ -23,6 +25,7 @@ from .exceptions import (
     ConfigurationError,
     DatabaseUnavailableError,
     IntegrityConflictError,
+    InvalidCursorError,
     InvalidFilterError,
     MultipleRowsError,
     RecordValidationError,
@@ -36,6 +39,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CHANGE_BATCH_SIZE",
     "LOOKUPS",
+    "Q",
     "BaseRepoError",
     "BaseRepository",
     "BreakerState",
@@ -53,9 +57,11 @@ __all__ = [
     "EventType",
     "FailureKind",
     "IntegrityConflictError",
+    "InvalidCursorError",
     "InvalidFilterError",
     "MemoryBackend",
     "MultipleRowsError",
+    "Page",
     "QueryUsage",
     "RecordFailure",
     "RecordValidationError",

@@ -4,7 +4,10 @@ called is a TypeError or ValueError naming the parameter, never a report of fail
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._q import Q
 
 __all__ = ["check_batch_size", "check_records", "check_whole_table"]
 
@@ -37,7 +40,7 @@ def check_records(data_list: Any) -> None:
         )
 
 
-def check_whole_table(operation: str, filters: Mapping[str, Any], all_rows: bool) -> None:
+def check_whole_table(operation: str, filters: Mapping[str, Any] | Q, all_rows: bool) -> None:
     """Empty filters reach every row: allowed only when the caller says ``all_rows=True``."""
     if not isinstance(all_rows, bool):
         raise TypeError(f"all_rows must be True or False, got {all_rows!r:.40}")

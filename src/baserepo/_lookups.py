@@ -17,14 +17,18 @@ collation, they are rendered with ``GLOB`` instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, func, true
+from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, true
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from ._filter_values import column_filter
+from ._model import model_info
+from ._q import Q_KEY, Q
 from .exceptions import InvalidFilterError
 
 if TYPE_CHECKING:
@@ -37,8 +41,13 @@ __all__ = [
     "LOOKUPS",
     "CaseSensitive",
     "CaseSensitiveMatch",
+    "Target",
     "build_filters",
+    "filter_keys",
     "filtered_attrs",
+    "follows_relationships",
+    "relations",
+    "resolve_key",
     "split_key",
     "typed_filters",
 ]
@@ -204,23 +213,95 @@ added at run time by one module would change every repository's filters."""
 
 def split_key(info: ModelInfo, key: str) -> tuple[str, str]:
     """``"salary__lt"`` -> ``("salary", "lt")``, validating both halves."""
-    field, _, lookup = key.rpartition(SEPARATOR)
+    return _split(info, key, key)
+
+
+def _split(info: ModelInfo, key: str, rest: str) -> tuple[str, str]:
+    """``rest`` (the part of ``key`` left for ``info``'s model) as (field, lookup)."""
+    field, _, lookup = rest.rpartition(SEPARATOR)
     if not field or lookup not in LOOKUPS:
         # Either no lookup at all, or a field whose own name contains "__".
-        field, lookup = key, "exact"
+        field, lookup = rest, "exact"
     if field not in info.columns:
-        head, _, tail = key.rpartition(SEPARATOR)
+        head, _, tail = rest.rpartition(SEPARATOR)
         if head in info.columns and tail not in LOOKUPS:
             raise InvalidFilterError(key, f"unknown lookup {tail!r}", valid=sorted(LOOKUPS))
         raise InvalidFilterError(
-            key, f"{info.model.__name__} has no field {field!r}", valid=sorted(info.columns)
+            key,
+            f"{info.model.__name__} has no field {field!r}",
+            valid=sorted(info.columns) + [f"{name}__..." for name in sorted(relations(info))],
         )
     return field, lookup
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one filter key points: the column ``field`` of ``info``'s model, reached from the
+    repository's model through the many-to-one relationships ``hops`` (none: its own)."""
+
+    hops: tuple[Any, ...]
+    info: ModelInfo
+    field: str
+    lookup: str
+
+
+_RELATIONS: dict[type[Any], dict[str, Any]] = {}
+
+
+def relations(info: ModelInfo) -> dict[str, Any]:
+    """The model's relationships by attribute name (every kind: errors name them all).
+
+    Read once per model: inspecting the mapper costs ~3 us a call, and relationship keys
+    are resolved again on every cached read."""
+    known = _RELATIONS.get(info.model)
+    if known is None:
+        known = _RELATIONS[info.model] = dict(sa_inspect(info.model).relationships.items())
+    return known
+
+
+def resolve_key(info: ModelInfo, key: str) -> Target:
+    """``"team__name__icontains"`` -> the column ``Team.name`` reached through ``User.team``.
+
+    Only scalar (many-to-one) relationships are followed: each becomes an ``EXISTS``
+    (``has()``), which can never repeat a row the way a join on a collection would.
+    """
+    hops: list[Any] = []
+    rest = key
+    while True:
+        head, separator, tail = rest.partition(SEPARATOR)
+        relation = relations(info).get(head) if separator and head not in info.columns else None
+        if relation is None:
+            field, lookup = _split(info, key, rest)
+            return Target(tuple(hops), info, field, lookup)
+        if relation.uselist:
+            raise InvalidFilterError(
+                key,
+                f"{info.model.__name__}.{head} is a collection; filters follow many-to-one "
+                "relationships only",
+            )
+        hops.append(getattr(info.model, head))
+        info = model_info(relation.mapper.class_)
+        rest = tail
+
+
+def filter_keys(filters: Mapping[str, Any]) -> list[str]:
+    """Every ``field__lookup`` key of a filter mapping, those inside its ``Q`` included."""
+    keys = [key for key in filters if key != Q_KEY]
+    if Q_KEY in filters:
+        keys += Q.from_spec(filters[Q_KEY]).keys()
+    return keys
+
+
+def follows_relationships(info: ModelInfo, filters: Mapping[str, Any]) -> bool:
+    """Does any key of this filter mapping read another model's table?"""
+    return any(resolve_key(info, key).hops for key in filter_keys(filters))
+
+
 def filtered_attrs(info: ModelInfo, filters: Mapping[str, Any]) -> set[str]:
-    """The fields a filter mapping constrains (used to see whether it names ``deleted_at``)."""
-    return {split_key(info, key)[0] for key in filters}
+    """The model's own fields a filter mapping constrains (used to see whether it names
+    ``deleted_at``; ``team__deleted_at`` is the team's, not this model's)."""
+    targets = (resolve_key(info, key) for key in filter_keys(filters))
+    return {t.field for t in targets if not t.hops}
 
 
 TEXT_LOOKUPS = frozenset(
@@ -266,8 +347,12 @@ def typed_filters(info: ModelInfo, filters: Mapping[str, Any]) -> dict[str, Any]
     """
     typed: dict[str, Any] = {}
     for key, value in filters.items():
-        field, lookup = split_key(info, key)
-        typed[key] = typed_value(key, lookup, column_filter(info.columns[field]), value)
+        if key == Q_KEY:
+            # Kept as its spec: plain values that key the cache and replay (``Q.from_spec``).
+            typed[key] = Q.from_spec(value).map_values(lambda k, v: _typed(info, k, v)).spec()
+            continue
+        t = resolve_key(info, key)
+        typed[key] = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
     return typed
 
 
@@ -278,10 +363,47 @@ def build_filters(info: ModelInfo, filters: Mapping[str, Any], *, typed: bool = 
     """
     conditions = []
     for key, value in filters.items():
-        field, lookup = split_key(info, key)
+        if key == Q_KEY:
+            conditions.append(_q_condition(info, Q.from_spec(value), typed))
+            continue
+        t = resolve_key(info, key)
         if not typed:
-            value = typed_value(key, lookup, column_filter(info.columns[field]), value)
-        conditions.append(LOOKUPS[lookup](key, getattr(info.model, field), value))
+            value = typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
+        conditions.append(_condition(t, key, value))
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def _condition(t: Target, key: str, value: Any) -> Condition:
+    condition = LOOKUPS[t.lookup](key, getattr(t.info.model, t.field), value)
+    for hop in reversed(t.hops):
+        # The related model's soft delete is not applied: the filter says what it wants
+        # (``team__deleted_at__isnull=True``), as Django's relationship lookups do.
+        condition = hop.has(condition)
+    return condition
+
+
+def _typed(info: ModelInfo, key: str, value: Any) -> Any:
+    t = resolve_key(info, key)
+    return typed_value(key, t.lookup, column_filter(t.info.columns[t.field]), value)
+
+
+def _q_condition(info: ModelInfo, q: Q, typed: bool) -> Condition:
+    parts = [
+        _q_condition(info, child, typed)
+        if isinstance(child, Q)
+        else _condition(
+            resolve_key(info, child[0]),
+            child[0],
+            child[1] if typed else _typed(info, child[0], child[1]),
+        )
+        for child in q.children
+    ]
+    if q.op == "not":
+        # Every row the inner filter does not match: a NULL comparison (unknown) counts as
+        # no match, so ~Q(department="eng") keeps the rows with no department, as __ne does.
+        return not_(func.coalesce(parts[0], false(), type_=Boolean))
+    if not parts:
+        return true()
+    return or_(*parts) if q.op == "or" else and_(*parts)

@@ -10,6 +10,8 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      │                             not fitting its column's type (also a ``ValueError``)
      ├── MultipleRowsError         get_or_create / update_or_create found more than one
      │                             matching row (also a ``LookupError``)
+     ├── InvalidCursorError        a ``page(after=...)`` cursor that is damaged, or made by
+     │                             another query's order (also a ``ValueError``)
      ├── RecordValidationError     a record names an unknown column, lacks a required one
      │                             or holds a value of the wrong type (also a ``ValueError``)
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
@@ -45,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseUnavailableError",
     "IntegrityConflictError",
+    "InvalidCursorError",
     "InvalidFilterError",
     "MultipleRowsError",
     "RecordValidationError",
@@ -92,6 +95,11 @@ class InvalidFilterError(BaseRepoError, ValueError):
 
 class MultipleRowsError(BaseRepoError, LookupError):
     """A call that works on one row (get_or_create, update_or_create) found several."""
+
+
+class InvalidCursorError(BaseRepoError, ValueError):
+    """A ``page(after=...)`` cursor that was altered, truncated, or made by a page of another
+    model or another ``order_by``: refused rather than answered with some other page."""
 
 
 class RecordValidationError(BaseRepoError, ValueError):

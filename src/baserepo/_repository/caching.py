@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..cache._stats import CacheStats, WarmReport
 from ..cache._warming import warm
+from .pages import PageMethods
 from .reads import ReadMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 
@@ -68,6 +69,16 @@ async def run_query(
             spec.get("filters") or {},
             limit=spec.get("limit"),
             offset=spec.get("offset"),
+            order_by=spec.get("order_by"),
+            include_deleted=include_deleted,
+        )
+    elif operation == "page":
+        if not isinstance(repository, PageMethods):
+            raise TypeError(f"cannot replay a page query on {type(repository).__name__}")
+        await repository.page(
+            spec.get("filters") or {},
+            limit=spec["limit"],
+            after=spec.get("after"),
             order_by=spec.get("order_by"),
             include_deleted=include_deleted,
         )

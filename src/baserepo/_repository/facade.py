@@ -10,6 +10,7 @@ from ..cache._warming import replay_queries_with
 from .bulk import BulkMethods
 from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
+from .pages import PageMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 from .writes import WriteMethods
 
@@ -27,6 +28,7 @@ class BaseRepository(
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    PageMethods[ModelT, CreateSchemaT, UpdateSchemaT],
 ):
     """Async CRUD, filtered reads and bulk writes for one SQLAlchemy model.
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.sql.base import ExecutableOption
 
 from .._identity import adopt, has_pending_changes
-from .._lookups import build_filters, typed_filters
+from .._lookups import build_filters, follows_relationships, typed_filters
 from .._ordering import OrderBy, order_clauses
 from .._statements import read_all, read_one
 from ..cache._shapes import COUNT, ONE, ROWS, Shape
@@ -198,6 +198,11 @@ class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
     ) -> T:
         cache = self._cache
         if cache is None:
+            return await load()
+        if follows_relationships(self._info, spec.get("filters") or {}):
+            # The result depends on another model's rows too, whose writes do not move this
+            # model's generation: an entry could outlive a rename of the team. Never stored.
+            cache.counters.bypasses += 1
             return await load()
         codec = cache.codec
         if codec is None:

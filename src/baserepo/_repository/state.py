@@ -14,6 +14,7 @@ from .._events import EventBus, default_event_bus
 from .._lookups import build_filters
 from .._model import ModelInfo, model_info
 from .._orm_writes import track_writes
+from .._q import Q, as_filters
 from .._records import RecordPreparer
 from .._replicas import Reader, ReadReplica
 from .._schemas import declared_schemas
@@ -42,7 +43,8 @@ T = TypeVar("T")
 CreateSchemaT = TypeVar("CreateSchemaT")
 UpdateSchemaT = TypeVar("UpdateSchemaT")
 
-Filters = Mapping[str, Any]
+Filters = Mapping[str, Any] | Q
+"""``field__lookup`` -> value, or a :class:`~baserepo.Q` combining them."""
 Records = Iterable[Any] | AsyncIterable[Any]
 
 
@@ -119,9 +121,10 @@ class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         return column
 
     def _where(self, filters: Filters) -> ColumnElement[bool]:
-        return build_filters(self._info, filters)
+        return build_filters(self._info, as_filters(filters))
 
     def _condition(self, filters: Filters, include_deleted: bool) -> ColumnElement[bool]:
+        filters = as_filters(filters)
         if not isinstance(filters, Mapping):
             raise TypeError(
                 f"filters must be a mapping of field__lookup to value, got {type(filters).__name__}"
@@ -133,9 +136,9 @@ class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
 
 
 def merge_filters(filters: Filters | None, filter_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    if filters is not None and not isinstance(filters, Mapping):
-        raise TypeError(f"filters must be a mapping, got {type(filters).__name__}")
-    return {**(filters or {}), **filter_kwargs}
+    if filters is not None and not isinstance(filters, Mapping | Q):
+        raise TypeError(f"filters must be a mapping or a Q, got {type(filters).__name__}")
+    return {**as_filters(filters if filters is not None else {}), **filter_kwargs}
 
 
 def rowcount(result: Any) -> int:

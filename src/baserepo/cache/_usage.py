@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TRACKED_OPERATIONS", "QueryUsage", "UsageTracker"]
 
-TRACKED_OPERATIONS = frozenset({"list", "count", "get", "get_many"})
+TRACKED_OPERATIONS = frozenset({"list", "page", "count", "get", "get_many"})
 
 # Set while warm_cache() replays queries, so replays are not counted as uses.
 _replaying: contextvars.ContextVar[bool] = contextvars.ContextVar(
