@@ -5,12 +5,13 @@ Rows are read back from a brand-new session and each id is checked against the u
 fails the test even when the counts add up.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Integer, String, UniqueConstraint, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -244,6 +245,16 @@ class Stock(OwnBase):
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class Tagged(OwnBase):
+    """A JSON column: PostgreSQL's array statement cannot carry it (SQLAlchemy's executemany)."""
+
+    __tablename__ = "upsert_tagged"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    tags: Mapped[Any] = mapped_column(JSON)
+
+
 @pytest.fixture
 async def stock_tables(engine: AsyncEngine) -> AsyncIterator[None]:
     async with engine.begin() as conn:
@@ -287,6 +298,28 @@ async def test_rows_are_matched_on_a_composite_unique_constraint(
     }
 
 
+async def test_a_table_the_fast_statement_cannot_carry_is_upserted_all_the_same(
+    engine: AsyncEngine, stock_tables: None
+) -> None:
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as session:
+        repo = BaseRepository(Tagged, session)
+        first = await repo.bulk_upsert(
+            [{"code": "a", "tags": ["x"]}, {"code": "b", "tags": ["y"]}], unique_fields="code"
+        )
+        second = await repo.bulk_upsert(
+            [{"code": "c", "tags": []}, {"code": "b", "tags": ["y"]}, {"code": "a", "tags": ["z"]}],
+            unique_fields="code",
+        )
+    async with factory() as fresh:
+        rows = {t.code: t for t in (await fresh.scalars(select(Tagged))).all()}
+    assert first.created_ids == [rows["a"].id, rows["b"].id]
+    assert second.created_ids == [rows["c"].id]
+    assert second.unchanged_ids == [rows["b"].id]
+    assert second.updated_ids == [rows["a"].id]
+    assert rows["a"].tags == ["z"]
+
+
 # -- the cache ---------------------------------------------------------------------------------
 
 
@@ -315,3 +348,30 @@ async def test_cached_reads_see_the_upsert_after_its_commit(
         reader = BaseRepository(User, other, config)
         assert [u.salary for u in await reader.list(order_by="id")] == [2, 3]
         assert await reader.count() == 2
+
+
+# -- concurrent writers ------------------------------------------------------------------------
+
+
+async def test_two_concurrent_upserts_of_the_same_new_keys_create_each_row_once(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await seed(session_factory, user(0, salary=0))
+    emails = [f"user{i}@example.com" for i in range(20)]
+
+    async def run(salary: int) -> BulkOperationResult:
+        async with session_factory() as own:
+            records = [user(i, salary=salary) for i in range(20)]
+            return await BaseRepository(User, own).bulk_upsert(records, unique_fields="email")
+
+    first, second = await asyncio.gather(run(1), run(2))
+
+    rows = await rows_by_email(session_factory)
+    assert sorted(rows) == sorted(emails)
+    for result in (first, second):
+        assert (result.success_count, result.error_count) == (20, 0)
+    # Each new key was created by exactly one of the calls; the other found it and updated it.
+    created = first.created_ids + second.created_ids
+    assert sorted(created) == sorted(rows[e].id for e in emails[1:])
+    winner = 1 if rows["user5@example.com"].salary == 1 else 2
+    assert {rows[e].salary for e in emails} == {winner}

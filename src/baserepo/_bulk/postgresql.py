@@ -43,6 +43,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    types,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -206,7 +207,7 @@ class PostgresqlDialect:
             statement = statement.on_conflict_do_update(
                 index_elements=targets,
                 set_={**plan.stamps, **{key: excluded[key] for key in columns}},
-                where=or_(*(table.c[key].is_distinct_from(excluded[key]) for key in columns)),
+                where=or_(*(_differs(table.c[key], excluded[key]) for key in columns)),
             )
         else:  # nothing to update: an existing row is unchanged by definition
             statement = statement.on_conflict_do_nothing(index_elements=targets)
@@ -295,6 +296,15 @@ class PostgresqlDialect:
             # Either every match was changed, or (more than ``size`` of them) none was.
             return ChangeBatch(ids, None, count >= size)
         return ChangeBatch(ids, ids[-1] if ids else last, count >= size)
+
+
+def _differs(stored: Column[Any], given: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``stored IS DISTINCT FROM given``; ``json`` has no equality operator (``jsonb`` has), so
+    it is compared as its text, which is how SQLAlchemy serialised it on both sides."""
+    kind = getattr(stored.type, "impl", stored.type)
+    if isinstance(kind, types.JSON) and not isinstance(kind, postgresql.JSONB):
+        return cast(stored, types.Text).is_distinct_from(cast(given, types.Text))
+    return stored.is_distinct_from(given)
 
 
 def _defaults_or_none(table: Table) -> dict[str, ArrayMaker] | None:
