@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import bindparam, select, tuple_, update
 
@@ -29,11 +29,21 @@ if TYPE_CHECKING:
 
     from .._model import ModelInfo
     from ._insert import Row
-    from .dialect import BulkDialect
 
 __all__ = ["Outcome", "UpsertPlan", "existing_keys", "key_condition", "read_then_write"]
 
 Key = tuple[Any, ...]
+
+
+class Inserter(Protocol):
+    """What ``read_then_write`` needs of a bulk dialect (``dialect.BulkDialect`` has it; named
+    apart so that the protocol, which mentions this module, is not imported back)."""
+
+    max_parameters: int
+
+    async def insert(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], *, ignore_conflicts: bool
+    ) -> list[Any | None]: ...
 
 
 class Outcome(enum.Enum):
@@ -98,7 +108,7 @@ async def existing_keys(
 
 
 async def read_then_write(
-    dialect: BulkDialect,
+    dialect: Inserter,
     session: AsyncSession,
     info: ModelInfo,
     rows: Sequence[Row],
