@@ -11,11 +11,18 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Integer, String, UniqueConstraint, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from baserepo import BaseRepository, BulkOperationResult, ConfigurationError, EventType, FailureKind
+from baserepo import (
+    BaseRepository,
+    BulkOperationResult,
+    ConfigurationError,
+    EventType,
+    FailureKind,
+    create_engine,
+)
 from baserepo.testing import RecordingEventBus
 from tests.integration.cache_stack import STACKS, CacheStack, open_stack
 from tests.models import User
@@ -375,3 +382,25 @@ async def test_two_concurrent_upserts_of_the_same_new_keys_create_each_row_once(
     assert sorted(created) == sorted(rows[e].id for e in emails[1:])
     winner = 1 if rows["user5@example.com"].salary == 1 else 2
     assert {rows[e].salary for e in emails} == {winner}
+
+
+# -- PostgreSQL's generic dialect (psycopg): the same statement without asyncpg ------------------
+
+
+async def test_psycopg_upserts_through_the_generic_dialect(db_url: str, tables: None) -> None:
+    url = make_url(db_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("psycopg is a PostgreSQL driver")
+    pytest.importorskip("psycopg")
+    engine = create_engine(
+        url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    )
+    try:
+        factory = async_sessionmaker(engine, expire_on_commit=False)
+        await seed(factory, user(1, salary=1), user(2, salary=2))
+        records = [user(3, salary=3), user(2, salary=2), user(1, salary=9)]
+        async with factory() as session:
+            result = await BaseRepository(User, session).bulk_upsert(records, unique_fields="email")
+        await check_upsert(result, records, [CREATED, UNCHANGED, UPDATED], factory)
+    finally:
+        await engine.dispose()
