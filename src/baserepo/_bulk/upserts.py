@@ -173,13 +173,7 @@ class UpsertEngine(BulkEngine):
             try:
                 async with atomic(self._session), retiring_broken_connection(self._session):
                     outcomes = await self._upsert_rows(rows)
-                    for kind, callback in (
-                        (Outcome.CREATED, on_created),
-                        (Outcome.UPDATED, on_updated),
-                    ):
-                        chosen = [i for i, (_, outcome) in enumerate(outcomes) if outcome is kind]
-                        if callback is not None and chosen:
-                            callback([outcomes[i][0] for i in chosen], [rows[i] for i in chosen])
+                    _announce(outcomes, rows, on_created, on_updated)
             except sa_exc.SQLAlchemyError as error:
                 if await attempts.again(error):  # a deadlock or serialization failure
                     continue
@@ -216,3 +210,28 @@ class UpsertEngine(BulkEngine):
         finally:
             await unit.rollback()
         return None
+
+
+def _announce(
+    outcomes: list[tuple[Any, Outcome]],
+    rows: list[Row],
+    on_created: BatchCommitted | None,
+    on_updated: BatchCommitted | None,
+) -> None:
+    """Tell the callbacks (inside the unit, before its commit) which rows were created and
+    which updated; unchanged rows are announced to nobody."""
+    if on_created is None and on_updated is None:
+        return
+    chosen: dict[Outcome, tuple[list[Any], list[Row]]] = {
+        Outcome.CREATED: ([], []),
+        Outcome.UPDATED: ([], []),
+        Outcome.UNCHANGED: ([], []),
+    }
+    for (row_id, outcome), row in zip(outcomes, rows, strict=True):
+        ids, kept = chosen[outcome]
+        ids.append(row_id)
+        kept.append(row)
+    for outcome, callback in ((Outcome.CREATED, on_created), (Outcome.UPDATED, on_updated)):
+        ids, kept = chosen[outcome]
+        if callback is not None and ids:
+            callback(ids, kept)
