@@ -36,6 +36,9 @@ class FailureKind(enum.StrEnum):
     """Valid itself, but its batch was rolled back because another record in it failed."""
     UNAVAILABLE = "unavailable"
     """Not written: the database became unreachable (or the connection died) during the call."""
+    DUPLICATE = "duplicate"
+    """Not written: a later record of the same ``bulk_upsert`` input has the same unique key,
+    and the last one wins."""
     NOT_ATTEMPTED = "not_attempted"
     """Not written: the call stopped before its batch was written (the input or the progress
     callback raised; see ``BulkOperationError``)."""
@@ -105,12 +108,14 @@ class BulkOperationResult:
     For ``bulk_create``, every input record is accounted for exactly once:
     ``success_count + error_count == len(input)``, ``created_ids`` follows input order, and
     each record not created appears in ``failures`` (and as a string in ``errors``).
+    For ``bulk_upsert`` the same holds with ``created_ids + updated_ids + unchanged_ids`` as
+    the records written or found up to date, each list in input order.
     For ``bulk_update``/``bulk_delete``, ``success_count`` is the number of rows changed and
     ``affected_ids`` lists them.
     """
 
     success_count: int = 0
-    """Records created, or rows updated/deleted."""
+    """Records created (upserts: created, updated or unchanged), or rows updated/deleted."""
     error_count: int = 0
     """Records (or rows) that were not written: skipped conflicts included."""
     created_ids: list[Any] = dataclasses.field(default_factory=list)
@@ -121,6 +126,11 @@ class BulkOperationResult:
     """Structured detail of every failure: input index, kind, message."""
     affected_ids: list[Any] = dataclasses.field(default_factory=list)
     """Primary keys of the rows changed by ``bulk_update``/``bulk_delete``."""
+    updated_ids: list[Any] = dataclasses.field(default_factory=list)
+    """``bulk_upsert``: primary keys of the existing rows it changed, in input order."""
+    unchanged_ids: list[Any] = dataclasses.field(default_factory=list)
+    """``bulk_upsert``: primary keys of the existing rows that already held the record's
+    values (not written, no event), in input order."""
 
     @property
     def total(self) -> int:

@@ -128,6 +128,7 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> N
     assert summary["database"] in ("sqlite", "postgresql", "mariadb")
     assert [title.split(".")[0] for title in reporter.sections[1:]] == [
         *"123456789",
+        "10",
         "Summary",
     ]
 
@@ -235,6 +236,13 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> N
     if redis_url:
         assert await _keys_under(cached["key_prefix"]) == []  # the demo deleted its keys
 
+    upserted = summary["upsert"]
+    assert upserted["first_created"] == 3
+    assert (upserted["created"], upserted["updated"], upserted["unchanged"]) == (1, 1, 2)
+    assert upserted["failures"] == [(3, "duplicate")]
+    assert (upserted["created_event_rows"], upserted["updated_event_rows"]) == (1, 1)
+    assert upserted["dee_salary"] == 52_000
+
     visible = (
         len(GUIDE_USERS)
         + expected["live"]
@@ -245,6 +253,8 @@ async def test_demo_runs_every_step_of_the_guide(demo_url: str, cache: str) -> N
         + errors["retry_created"]
         + ROWS
         + cached["created"]
+        + upserted["first_created"]
+        + upserted["created"]
     )
     assert summary["final"] == {"visible": visible, "soft_deleted": expected["soft"]}
     assert summary["seconds"] < 30

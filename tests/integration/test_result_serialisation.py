@@ -116,3 +116,31 @@ def test_a_failure_round_trips_through_json() -> None:
 def test_a_failure_from_a_plain_error_names_no_field() -> None:
     failure = RecordFailure.invalid(0, ValueError("odd"))
     assert (failure.field, failure.problems, failure.kind) == (None, {}, FailureKind.VALIDATION)
+
+
+async def test_a_bulk_upsert_result_dumps_its_three_id_lists(session: AsyncSession) -> None:
+    repo = BaseRepository(User, session)
+    await repo.bulk_create(
+        [{"name": "Ada", "email": "ada@x.org"}, {"name": "Bo", "email": "bo@x.org"}]
+    )
+    result = await repo.bulk_upsert(
+        [
+            {"name": "Ada", "email": "ada@x.org"},  # as stored
+            {"name": "Bob", "email": "bo@x.org"},
+            {"name": "Cy", "email": "cy@x.org"},  # replaced by the next record
+            {"name": "Cyd", "email": "cy@x.org"},
+        ],
+        unique_fields="email",
+    )
+
+    data = dumped(result)
+
+    assert data["success_count"] == 3
+    assert data["created_ids"] == result.created_ids
+    assert len(data["created_ids"]) == 1
+    assert data["updated_ids"] == result.updated_ids
+    assert len(data["updated_ids"]) == 1
+    assert data["unchanged_ids"] == result.unchanged_ids
+    assert len(data["unchanged_ids"]) == 1
+    assert [(f["index"], f["kind"]) for f in data["failures"]] == [(2, "duplicate")]
+    assert TypeAdapter(BulkOperationResult).validate_python(data) == result

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
+    from ._upsert import Outcome, UpsertPlan
 
 __all__ = [
     "BulkDialect",
@@ -104,6 +105,13 @@ class BulkDialect(Protocol):
         """Ids aligned with ``rows`` (None: skipped as a conflict); ``key_pool``: where keys
         drawn from a sequence are taken from and given back (dialects that let the database
         draw them ignore it)."""
+        ...
+
+    async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        """Insert or update rows of one key set, distinct on ``plan.unique_keys``; each row's
+        key and outcome, aligned with ``rows``. Unchanged rows are not written."""
         ...
 
     def change_batch_size(self, batch_size: int, *, deleting: bool) -> int:

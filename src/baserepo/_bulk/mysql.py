@@ -28,6 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from .._lookups import CaseSensitive
 from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert
+from ._upsert import Outcome, UpsertPlan, read_then_write
 from .dialect import ChangeBatch, ChangeTarget, keyed_change
 
 if TYPE_CHECKING:
@@ -110,6 +111,11 @@ class MysqlDialect:
         whole: bool,
     ) -> ChangeBatch:
         return await keyed_change(session, target, condition, values, size, last)
+
+    async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        return await read_then_write(self, session, info, rows, plan)
 
     async def insert(
         self,

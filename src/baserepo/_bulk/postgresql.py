@@ -30,6 +30,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Insert,
     Sequence,
@@ -38,8 +39,11 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal_column,
+    or_,
     select,
     text,
+    types,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -53,6 +57,7 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
+from ._upsert import Outcome, UpsertPlan, existing_keys
 from .dialect import ChangeBatch, ChangeTarget, change_statement
 
 if TYPE_CHECKING:
@@ -79,6 +84,9 @@ column); the batch's memory is the only bound."""
 
 ArrayMaker = Callable[[int], list[Any]]
 """A Python-side column default made into ``n`` values, one per row."""
+
+# A row a statement inserted has no deleting transaction yet; one ON CONFLICT updated has ours.
+_INSERTED = literal_column("xmax = 0", Boolean)
 
 
 def _insert_ignoring_conflicts(table: Table) -> Insert:
@@ -170,6 +178,55 @@ class PostgresqlDialect:
         returned = [tuple(r) for r in await session.execute(statement, params)]
         return align_returned(info, rows, returned, matched, pk_known=pk_known)
 
+    async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        """Rows of one key set in one ``INSERT ... ON CONFLICT (keys) DO UPDATE ... WHERE
+        (columns) IS DISTINCT FROM excluded`` (arrays, or executemany for tables the arrays
+        cannot serve): atomic per row against other writers. RETURNING gives the inserted
+        (``xmax = 0``) and updated rows; the others held their values already and are found by
+        their keys (ON CONFLICT locked them, so they stay as read until the unit ends)."""
+        table = info.table
+        pk = table.c[info.column_keys[info.pk_attr]]
+        given = list(rows[0])
+        columns = plan.updated_columns(given)
+        defaults = self._python_defaults(info)
+        params: Any
+        if defaults is None:
+            statement = postgresql.insert(table)
+            params = list(rows)
+        else:
+            filled = [key for key in defaults if key not in rows[0]]
+            arrays = [list(map(itemgetter(key), rows)) for key in given]
+            arrays += [defaults[key](len(rows)) for key in filled]
+            statement = _unnest_rows(table, given + filled, ordered=False)
+            params = {f"p{i}": array for i, array in enumerate(arrays)}
+        targets = [table.c[key] for key in plan.unique_keys]
+        if columns:
+            excluded = statement.excluded
+            statement = statement.on_conflict_do_update(
+                index_elements=targets,
+                set_={**plan.stamps, **{key: excluded[key] for key in columns}},
+                where=or_(*(_differs(table.c[key], excluded[key]) for key in columns)),
+            )
+        else:  # nothing to update: an existing row is unchanged by definition
+            statement = statement.on_conflict_do_nothing(index_elements=targets)
+        returned = (
+            await session.execute(statement.returning(pk, _INSERTED, *targets), params)
+        ).all()  # fetchall: a row at a time through the result costs as much as the statement
+        created, updated = Outcome.CREATED, Outcome.UPDATED
+        done = {tuple(r[2:]): (r[0], created if r[1] else updated) for r in returned}
+        if len(targets) == 1:
+            keys: list[tuple[Any, ...]] = [(v,) for v in map(itemgetter(plan.unique_keys[0]), rows)]
+        else:
+            keys = [plan.key_of(row) for row in rows]
+        missing = [key for key in keys if key not in done]
+        if missing:
+            found = await existing_keys(session, info, plan, missing, self.max_parameters)
+            for key, (pk_value,) in found.items():
+                done[key] = (pk_value, Outcome.UNCHANGED)
+        return [done[key] for key in keys]
+
     async def _by_copy(
         self,
         session: AsyncSession,
@@ -241,6 +298,15 @@ class PostgresqlDialect:
         return ChangeBatch(ids, ids[-1] if ids else last, count >= size)
 
 
+def _differs(stored: Column[Any], given: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``stored IS DISTINCT FROM given``; ``json`` has no equality operator (``jsonb`` has), so
+    it is compared as its text, which is how SQLAlchemy serialised it on both sides."""
+    kind = getattr(stored.type, "impl", stored.type)
+    if isinstance(kind, types.JSON) and not isinstance(kind, postgresql.JSONB):
+        return cast(stored, types.Text).is_distinct_from(cast(given, types.Text))
+    return stored.is_distinct_from(given)
+
+
 def _defaults_or_none(table: Table) -> dict[str, ArrayMaker] | None:
     makers: dict[str, ArrayMaker] = {}
     for column in table.columns:
@@ -268,6 +334,13 @@ def _maker(arg: Any, *, callable_: bool) -> ArrayMaker:
 
 
 def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str]) -> Any:
+    returning = [table.c[pk_key], *(table.c[k] for k in matched)]
+    return _unnest_rows(table, keys).returning(*returning)
+
+
+def _unnest_rows(table: Table, keys: list[str], *, ordered: bool = True) -> postgresql.Insert:
+    """``INSERT ... SELECT`` from one array per column; ``ordered``: keys drawn in row order
+    (an upsert matches rows back by their unique key and skips the sort)."""
     columns: list[Column[Any]] = [table.c[key] for key in keys]
     arrays = [
         cast(bindparam(f"p{i}", type_=postgresql.ARRAY(c.type)), postgresql.ARRAY(c.type))
@@ -278,13 +351,10 @@ def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str
         .table_valued(*keys, with_ordinality="baserepo_ord", name="baserepo_src")
         .render_derived()
     )
-    rows = select(*(source.c[key] for key in keys)).order_by(source.c.baserepo_ord)
-    returning = [table.c[pk_key], *(table.c[k] for k in matched)]
-    return (
-        postgresql.insert(table)
-        .from_select(keys, rows, include_defaults=False)
-        .returning(*returning)
-    )
+    rows = select(*(source.c[key] for key in keys))
+    if ordered:
+        rows = rows.order_by(source.c.baserepo_ord)
+    return postgresql.insert(table).from_select(keys, rows, include_defaults=False)
 
 
 # Read replicas (_replicas): the primary's position is read as text so that no driver's

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
+    from ._upsert import Outcome, UpsertPlan
     from .dialect import ChangeBatch, ChangeTarget
 
 __all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
@@ -203,6 +204,12 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         return await super().insert(
             session, info, rows, ignore_conflicts=ignore_conflicts, key_pool=key_pool
         )
+
+    async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        await _know_array_types(session)
+        return await super().upsert(session, info, rows, plan)
 
     async def change(
         self,

@@ -61,6 +61,7 @@ from ._insert import (
     keys_are_known,
     match_keys,
 )
+from ._upsert import Outcome, UpsertPlan, read_then_write
 from .dialect import ChangeBatch, ChangeTarget, keyed_change, subquery_change
 
 if TYPE_CHECKING:
@@ -198,6 +199,11 @@ class SqliteDialect:
         if plan is None:
             plan = self._plans[table] = _TablePlan(table)
         return plan
+
+    async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Seq[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        return await read_then_write(self, session, info, rows, plan)
 
     async def insert(
         self,

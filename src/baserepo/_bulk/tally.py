@@ -38,6 +38,8 @@ class Tally:
     success_count: int = 0
     created_ids: list[Any] = field(default_factory=list)
     affected_ids: list[Any] = field(default_factory=list)
+    updated_ids: list[Any] = field(default_factory=list)
+    unchanged_ids: list[Any] = field(default_factory=list)
     failures: list[RecordFailure] = field(default_factory=list)
 
     def fail(self, failure: RecordFailure) -> None:
@@ -53,6 +55,8 @@ class Tally:
             errors=[f.message for f in self.failures],
             failures=self.failures,
             affected_ids=self.affected_ids,
+            updated_ids=self.updated_ids,
+            unchanged_ids=self.unchanged_ids,
         )
 
 
@@ -63,7 +67,7 @@ def describe(error: BaseException) -> str:
 def stopped(operation: str, tally: Tally, why: str) -> BulkOperationError:
     """The error for a call that must stop; raise it ``from`` the reason."""
     result = tally.result()
-    if operation == "bulk_create":
+    if operation in ("bulk_create", "bulk_upsert"):
         done = (
             f"{result.success_count} created and {result.error_count} reported of the "
             f"{result.total} records taken from the input (.result accounts for each; later "

@@ -1,5 +1,5 @@
 """BaseRepository: one async repository per model. Each group of methods lives in its
-own module (reads, writes, bulk, caching) over the state they share (state.py)."""
+own module (reads, writes, bulk, upserts, caching) over the state they share (state.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import typing
 from typing import Any
 
 from ..cache._warming import replay_queries_with
-from .bulk import BulkMethods
 from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
 from .pages import PageMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
+from .upserts import UpsertMethods
 from .writes import WriteMethods
 
 if typing.TYPE_CHECKING:
@@ -26,7 +26,7 @@ __all__ = ["BaseRepository"]
 class BaseRepository(
     GetOrCreateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    UpsertMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     PageMethods[ModelT, CreateSchemaT, UpdateSchemaT],
 ):

@@ -10,7 +10,8 @@ from code::
 The modules, one step of the tour or one concern each:
 
 - ``_tour``: :func:`main`, the steps in order, the summary;
-- ``_create_steps``, ``_change_steps``, ``_failure_steps``, ``_cache_step``: the steps;
+- ``_create_steps``, ``_change_steps``, ``_failure_steps``, ``_cache_step``, ``_upsert_step``:
+  the steps;
 - ``_model``: the ``demo_users`` table; ``_data``: the records the steps write;
 - ``_events``: the handler that counts events; ``_reporters``: plain or rich narration;
 - ``_settings``: row counts, default URLs, the cache's key prefix.

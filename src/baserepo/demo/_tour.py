@@ -26,6 +26,7 @@ from ._failure_steps import error_handling, transaction_rollback
 from ._model import Base, User, UserRepository
 from ._reporters import PlainReporter
 from ._settings import DEFAULT_ROWS, MIN_ROWS, POPULATION_LIMIT, default_database_url, redact
+from ._upsert_step import upsert
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -87,6 +88,7 @@ async def main(
             summary["rollback"] = await transaction_rollback(session, repo, out, counter)
             summary["progress"] = await long_stream(repo, out, rows)
             summary["cache"] = await query_cache(session, out, bus, cache_client, redis_url)
+            summary["upsert"] = await upsert(repo, out, counter)
             summary["final"] = {
                 "visible": await repo.count(),
                 "soft_deleted": await repo.count(deleted_at__isnotnull=True),
@@ -158,6 +160,11 @@ def _print_summary(out: Reporter, summary: dict[str, Any]) -> None:
                 f"{cache['cached_seconds'] * 1000:.3f} ms = {cache['speedup']}x; "
                 f"{cache['popular']} popular of {cache['tracked']} tracked; "
                 f"{cache['warmed']} warmed; hit ratio {cache['hit_ratio']:.0%}",
+            ),
+            (
+                "bulk_upsert",
+                f"{summary['upsert']['created']} created, {summary['upsert']['updated']} "
+                f"updated, {summary['upsert']['unchanged']} unchanged",
             ),
         ],
     )
