@@ -36,6 +36,10 @@ class FailureKind(enum.StrEnum):
     """Valid itself, but its batch was rolled back because another record in it failed."""
     UNAVAILABLE = "unavailable"
     """Not written: the database became unreachable (or the connection died) during the call."""
+    NOT_FOUND = "not_found"
+    """Not written: no row has its key (or the row is soft-deleted), ``bulk_update_rows``."""
+    DUPLICATE = "duplicate"
+    """Not written: a later record of the same call has the same key, and wins."""
     NOT_ATTEMPTED = "not_attempted"
     """Not written: the call stopped before its batch was written (the input or the progress
     callback raised; see ``BulkOperationError``)."""

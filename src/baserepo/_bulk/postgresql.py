@@ -40,6 +40,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -54,8 +55,10 @@ from ._insert import (
     match_keys,
 )
 from .dialect import ChangeBatch, ChangeTarget, change_statement
+from .rows import case_rows_per_update, case_update_rows
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -240,6 +243,32 @@ class PostgresqlDialect:
             return ChangeBatch(ids, None, count >= size)
         return ChangeBatch(ids, ids[-1] if ids else last, count >= size)
 
+    def rows_per_update(
+        self, target: ChangeTarget, columns: Seq[str], batch_size: int | None
+    ) -> int:
+        if not _arrays_fit(target, columns):
+            return case_rows_per_update(self.max_parameters, columns, batch_size)
+        return min(batch_size or self.default_batch_size, MAX_ARRAY_ROWS)
+
+    async def update_rows(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        keys: list[Any],
+        columns: Mapping[str, list[Any]],
+        common: Mapping[str, Any],
+    ) -> list[Any]:
+        if not _arrays_fit(target, list(columns)):
+            return await case_update_rows(
+                session, target, condition, keys, columns, common, returning=True
+            )
+        statement = _unnest_update(target, condition, list(columns), common)
+        parameters = {"baserepo_k": keys} | {
+            f"baserepo_p{i}": values for i, values in enumerate(columns.values())
+        }
+        return list((await session.execute(statement, parameters)).scalars())
+
 
 def _defaults_or_none(table: Table) -> dict[str, ArrayMaker] | None:
     makers: dict[str, ArrayMaker] = {}
@@ -285,6 +314,35 @@ def _unnest_insert(table: Table, keys: list[str], pk_key: str, matched: list[str
         .from_select(keys, rows, include_defaults=False)
         .returning(*returning)
     )
+
+
+def _arrays_fit(target: ChangeTarget, columns: Seq[str]) -> bool:
+    """The key and every written column can travel as one array (``ColumnKind.pg_bulk``)."""
+    types = [target.pk.type, *(target.table.c[name].type for name in columns)]
+    return all(kind_of(sql_type, "postgresql").pg_bulk for sql_type in types)
+
+
+def _unnest_update(
+    target: ChangeTarget,
+    condition: ColumnElement[bool],
+    columns: list[str],
+    common: Mapping[str, Any],
+) -> Any:
+    """``UPDATE t SET c = src.v0 ... FROM unnest($k::key[], $p0::c[], ...) AS src(k, v0, ...)
+    WHERE t.pk = src.k AND condition RETURNING t.pk``: N arrays, whatever the row count."""
+    table, pk = target.table, target.pk
+    typed = [
+        (pk.type, "baserepo_k"),
+        *((table.c[name].type, f"baserepo_p{i}") for i, name in enumerate(columns)),
+    ]
+    arrays = [
+        cast(bindparam(param, type_=postgresql.ARRAY(t)), postgresql.ARRAY(t)) for t, param in typed
+    ]
+    names = ["k", *(f"v{i}" for i in range(len(columns)))]
+    source = func.unnest(*arrays).table_valued(*names, name="baserepo_src").render_derived()
+    values: dict[str, Any] = dict(common)
+    values.update({name: source.c[f"v{i}"] for i, name in enumerate(columns)})
+    return update(table).where(pk == source.c.k, condition).values(values).returning(pk)
 
 
 # Read replicas (_replicas): the primary's position is read as text so that no driver's

@@ -9,6 +9,7 @@ from typing import Any
 from ..cache._warming import replay_queries_with
 from .bulk import BulkMethods
 from .caching import CacheMethods, run_query
+from .row_updates import RowUpdateMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 from .writes import WriteMethods
 
@@ -23,6 +24,7 @@ __all__ = ["BaseRepository"]
 
 class BaseRepository(
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    RowUpdateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
 ):
