@@ -15,10 +15,12 @@ not reach (no such row, or a soft-deleted one) is reported as ``not_found``.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, case, literal, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, select, update
 from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, translate
@@ -38,10 +40,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CASE_MAX_ROWS", "RowChange", "RowUpdates", "case_update_rows"]
 
-CASE_MAX_ROWS = 1_000
+CASE_MAX_ROWS = 500
 """Rows of one CASE statement. The database tries a row's WHEN branches one after the other,
-so a statement's cost grows with the square of its rows: 1,000 keeps that well under the cost
-of sending the rows (10,000 rows per statement was several times slower on SQLite)."""
+so a statement's cost grows with the square of its rows, against a fixed cost per statement:
+10,000 rows on SQLite took 0.65 s in statements of 100, 0.52 s of 250, 0.34 s of 500 and
+0.94 s of 1,000 (docs/bulk-operations.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,30 +203,72 @@ async def case_update_rows(
     """``UPDATE t SET c = CASE WHEN pk = k1 THEN v1 ... END WHERE pk IN (...) AND condition``;
     the keys it changed. ``returning``: the database returns them from the UPDATE; otherwise
     they are read and locked first (``FOR UPDATE``), so the UPDATE changes exactly those."""
-    pk, table = target.pk, target.table
-    where = and_(pk.in_(keys), condition)
+    pk = target.pk
     if not returning:
+        where = and_(pk.in_(keys), condition)
         locked = set((await session.execute(select(pk).where(where).with_for_update())).scalars())
         if not locked:
             return []
         kept = [i for i, key in enumerate(keys) if key in locked]
         keys = [keys[i] for i in kept]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
-        where = pk.in_(keys)
-    # Typed literals: each value is bound as its column binds it (datetimes on SQLite, JSON).
-    key_binds = [literal(key, pk.type) for key in keys]
-    assignments: dict[str, Any] = dict(common)
-    for name, column_values in columns.items():
+    names = tuple(columns)
+    statement = _case_statement(target, condition, names, len(keys), tuple(common), returning)
+    parameters: dict[str, Any] = {"baserepo_keys": keys}
+    parameters.update({f"baserepo_k{i}": key for i, key in enumerate(keys)})
+    for j, name in enumerate(names):
+        parameters.update({f"baserepo_c{j}_{i}": v for i, v in enumerate(columns[name])})
+    parameters.update({f"baserepo_s_{name}": value for name, value in common.items()})
+    if returning:
+        return list((await session.execute(statement, parameters)).scalars())
+    await session.execute(statement, parameters)
+    return keys
+
+
+_CASE_STATEMENTS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Condition -> the last few CASE statements built for it. Building and compiling a 1,000-row
+CASE was about half of a SQLite call's time; the same statement object, reused, is compiled
+once (SQLAlchemy's compiled cache) and only its parameters change."""
+_KEPT_PER_CONDITION = 8
+
+
+def _case_statement(
+    target: ChangeTarget,
+    condition: ColumnElement[bool],
+    names: tuple[str, ...],
+    rows: int,
+    common: tuple[str, ...],
+    returning: bool,
+) -> Any:
+    kept = _CASE_STATEMENTS.setdefault(condition, OrderedDict())
+    key = (target.table, names, rows, common, returning)
+    found = kept.get(key)
+    if found is not None:
+        kept.move_to_end(key)
+        return found
+    pk, table = target.pk, target.table
+    # The condition also after the keys were read and locked under it: a cheap re-check.
+    where = and_(pk.in_(bindparam("baserepo_keys", expanding=True, type_=pk.type)), condition)
+    # Typed parameters: each value is bound as its column binds it (datetimes on SQLite, JSON).
+    key_binds = [bindparam(f"baserepo_k{i}", type_=pk.type) for i in range(rows)]
+    assignments: dict[str, Any] = {
+        name: bindparam(f"baserepo_s_{name}", type_=table.c[name].type) for name in common
+    }
+    for j, name in enumerate(names):
         column = table.c[name]
         assignments[name] = case(
             *(
-                (pk == key_bind, literal(value, column.type))
-                for key_bind, value in zip(key_binds, column_values, strict=True)
+                (pk == key_bind, bindparam(f"baserepo_c{j}_{i}", type_=column.type))
+                for i, key_bind in enumerate(key_binds)
             ),
             else_=column,
         )
-    statement = update(table).where(where).values(assignments)
+    statement: Any = update(table).where(where).values(assignments)
     if returning:
-        return list((await session.execute(statement.returning(pk))).scalars())
-    await session.execute(statement)
-    return keys
+        statement = statement.returning(pk)
+    kept[key] = statement
+    if len(kept) > _KEPT_PER_CONDITION:
+        kept.popitem(last=False)
+    return statement

@@ -51,7 +51,7 @@ class RowUpdateMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             fields: write only these attributes; a row's other keys are ignored. None: every
                 key of each row but the primary key.
             batch_size: rows per statement; None: the dialect's default (10,000 on PostgreSQL,
-                whose statement carries one array per column; 1,000 elsewhere, where a
+                whose statement carries one array per column; 500 elsewhere, where a
                 statement's CASE grows with the square of its rows).
             emit_events: publish one ``updated`` event per committed batch, with its ids and
                 each row's requested values.
