@@ -15,7 +15,6 @@ not reach (no such row, or a soft-deleted one) is reported as ``not_found``.
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -225,13 +224,12 @@ async def case_update_rows(
     return keys
 
 
-_CASE_STATEMENTS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[Any, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-"""Condition -> the last few CASE statements built for it. Building and compiling a 1,000-row
-CASE was about half of a SQLite call's time; the same statement object, reused, is compiled
-once (SQLAlchemy's compiled cache) and only its parameters change."""
-_KEPT_PER_CONDITION = 8
+_CASE_STATEMENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+"""The last CASE statements built, by shape. Building and compiling a 1,000-row CASE was about
+half of a SQLite call's time; the same statement object, reused, is compiled once (SQLAlchemy's
+compiled cache) and only its parameters change. Bounded: a statement holds its many
+parameters, and the last batch of each call has a shape of its own."""
+_KEPT_STATEMENTS = 32
 
 
 def _case_statement(
@@ -242,11 +240,15 @@ def _case_statement(
     common: tuple[str, ...],
     returning: bool,
 ) -> Any:
-    kept = _CASE_STATEMENTS.setdefault(condition, OrderedDict())
-    key = (target.table, names, rows, common, returning)
-    found = kept.get(key)
+    # The condition by its structure (a cache key), never by identity: a statement holds its
+    # condition, so an identity-keyed cache would keep every call's statements alive.
+    condition_key = condition._generate_cache_key()
+    cacheable = condition_key is not None and not condition_key.bindparams
+    shape = condition_key.key if condition_key is not None and cacheable else None
+    key = (target.table, names, rows, common, returning, shape)
+    found = _CASE_STATEMENTS.get(key) if cacheable else None
     if found is not None:
-        kept.move_to_end(key)
+        _CASE_STATEMENTS.move_to_end(key)
         return found
     pk, table = target.pk, target.table
     # The condition also after the keys were read and locked under it: a cheap re-check.
@@ -268,7 +270,8 @@ def _case_statement(
     statement: Any = update(table).where(where).values(assignments)
     if returning:
         statement = statement.returning(pk)
-    kept[key] = statement
-    if len(kept) > _KEPT_PER_CONDITION:
-        kept.popitem(last=False)
+    if cacheable:
+        _CASE_STATEMENTS[key] = statement
+        if len(_CASE_STATEMENTS) > _KEPT_STATEMENTS:
+            _CASE_STATEMENTS.popitem(last=False)
     return statement
