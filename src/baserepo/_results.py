@@ -36,9 +36,11 @@ class FailureKind(enum.StrEnum):
     """Valid itself, but its batch was rolled back because another record in it failed."""
     UNAVAILABLE = "unavailable"
     """Not written: the database became unreachable (or the connection died) during the call."""
+    NOT_FOUND = "not_found"
+    """Not written: no row has its key (or the row is soft-deleted), ``bulk_update_rows``."""
     DUPLICATE = "duplicate"
-    """Not written: a later record of the same ``bulk_upsert`` input has the same unique key,
-    and the last one wins."""
+    """Not written: a later record of the same call (``bulk_upsert``, ``bulk_update_rows``) has
+    the same key, and the last one wins."""
     NOT_ATTEMPTED = "not_attempted"
     """Not written: the call stopped before its batch was written (the input or the progress
     callback raised; see ``BulkOperationError``)."""

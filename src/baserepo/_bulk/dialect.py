@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from sqlalchemy import ColumnElement, delete, select, update
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy import Column, Select, Table
     from sqlalchemy.engine import Dialect
@@ -137,6 +137,26 @@ class BulkDialect(Protocol):
         above key ``last``; exactly what ``UPDATE/DELETE ... WHERE condition`` would change
         among them, also under concurrent writers (rows reached by key, the condition part of
         the change, so a row changed meanwhile is re-checked on its newest version)."""
+        ...
+
+    def rows_per_update(
+        self, target: ChangeTarget, columns: Sequence[str], batch_size: int | None
+    ) -> int:
+        """Rows of one bulk_update_rows statement writing ``columns`` (column keys);
+        ``batch_size``: the caller's, None for the dialect's default."""
+        ...
+
+    async def update_rows(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        keys: list[Any],
+        columns: Mapping[str, list[Any]],
+        common: Mapping[str, Any],
+    ) -> list[Any]:
+        """One statement: each row of ``keys`` that matches ``condition`` gets its own values
+        of ``columns`` (aligned with ``keys``, distinct) and ``common``; the keys it changed."""
         ...
 
 

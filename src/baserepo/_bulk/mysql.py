@@ -30,9 +30,10 @@ from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert
 from ._upsert import Outcome, UpsertPlan, read_then_write
 from .dialect import ChangeBatch, ChangeTarget, keyed_change
+from .rows import case_rows_per_update, case_update_rows
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy.engine import Dialect
     from sqlalchemy.ext.asyncio import AsyncEngine as AsyncEngine
@@ -140,6 +141,25 @@ class MysqlDialect:
         if held:
             _summarise(info.table.name, held, skipped=ids.count(None), total=len(rows))
         return ids
+
+    def rows_per_update(
+        self, target: ChangeTarget, columns: Sequence[str], batch_size: int | None
+    ) -> int:
+        return case_rows_per_update(self.max_parameters, columns, batch_size)
+
+    async def update_rows(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        keys: list[Any],
+        columns: Mapping[str, list[Any]],
+        common: Mapping[str, Any],
+    ) -> list[Any]:
+        # No RETURNING on UPDATE: the keys are read and locked first.
+        return await case_update_rows(
+            session, target, condition, keys, columns, common, returning=False
+        )
 
 
 def _summarise(table: str, warnings: list[str], *, skipped: int, total: int) -> None:

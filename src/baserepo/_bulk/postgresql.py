@@ -44,6 +44,7 @@ from sqlalchemy import (
     select,
     text,
     types,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -59,8 +60,10 @@ from ._insert import (
 )
 from ._upsert import Outcome, UpsertPlan, existing_keys
 from .dialect import ChangeBatch, ChangeTarget, change_statement
+from .rows import case_rows_per_update, case_update_rows
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -297,6 +300,32 @@ class PostgresqlDialect:
             return ChangeBatch(ids, None, count >= size)
         return ChangeBatch(ids, ids[-1] if ids else last, count >= size)
 
+    def rows_per_update(
+        self, target: ChangeTarget, columns: Seq[str], batch_size: int | None
+    ) -> int:
+        if not _arrays_fit(target, columns):
+            return case_rows_per_update(self.max_parameters, columns, batch_size)
+        return min(batch_size or self.default_batch_size, MAX_ARRAY_ROWS)
+
+    async def update_rows(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        keys: list[Any],
+        columns: Mapping[str, list[Any]],
+        common: Mapping[str, Any],
+    ) -> list[Any]:
+        if not _arrays_fit(target, list(columns)):
+            return await case_update_rows(
+                session, target, condition, keys, columns, common, returning=True
+            )
+        statement = _unnest_update(target, condition, list(columns), common)
+        parameters = {"baserepo_k": keys} | {
+            f"baserepo_p{i}": values for i, values in enumerate(columns.values())
+        }
+        return list((await session.execute(statement, parameters)).scalars())
+
 
 def _differs(stored: Column[Any], given: ColumnElement[Any]) -> ColumnElement[bool]:
     """``stored IS DISTINCT FROM given``; ``json`` has no equality operator (``jsonb`` has), so
@@ -355,6 +384,35 @@ def _unnest_rows(table: Table, keys: list[str], *, ordered: bool = True) -> post
     if ordered:
         rows = rows.order_by(source.c.baserepo_ord)
     return postgresql.insert(table).from_select(keys, rows, include_defaults=False)
+
+
+def _arrays_fit(target: ChangeTarget, columns: Seq[str]) -> bool:
+    """The key and every written column can travel as one array (``ColumnKind.pg_bulk``)."""
+    types = [target.pk.type, *(target.table.c[name].type for name in columns)]
+    return all(kind_of(sql_type, "postgresql").pg_bulk for sql_type in types)
+
+
+def _unnest_update(
+    target: ChangeTarget,
+    condition: ColumnElement[bool],
+    columns: list[str],
+    common: Mapping[str, Any],
+) -> Any:
+    """``UPDATE t SET c = src.v0 ... FROM unnest($k::key[], $p0::c[], ...) AS src(k, v0, ...)
+    WHERE t.pk = src.k AND condition RETURNING t.pk``: N arrays, whatever the row count."""
+    table, pk = target.table, target.pk
+    typed = [
+        (pk.type, "baserepo_k"),
+        *((table.c[name].type, f"baserepo_p{i}") for i, name in enumerate(columns)),
+    ]
+    arrays = [
+        cast(bindparam(param, type_=postgresql.ARRAY(t)), postgresql.ARRAY(t)) for t, param in typed
+    ]
+    names = ["k", *(f"v{i}" for i in range(len(columns)))]
+    source = func.unnest(*arrays).table_valued(*names, name="baserepo_src").render_derived()
+    values: dict[str, Any] = dict(common)
+    values.update({name: source.c[f"v{i}"] for i, name in enumerate(columns)})
+    return update(table).where(pk == source.c.k, condition).values(values).returning(pk)
 
 
 # Read replicas (_replicas): the primary's position is read as text so that no driver's

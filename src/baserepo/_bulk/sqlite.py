@@ -63,8 +63,10 @@ from ._insert import (
 )
 from ._upsert import Outcome, UpsertPlan, read_then_write
 from .dialect import ChangeBatch, ChangeTarget, keyed_change, subquery_change
+from .rows import case_rows_per_update, case_update_rows
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Sequence as Seq
 
     from sqlalchemy import Column
@@ -193,6 +195,30 @@ class SqliteDialect:
         if self._change_returning[values is None]:
             return await subquery_change(session, target, condition, values, size, last)
         return await keyed_change(session, target, condition, values, size, last)
+
+    def rows_per_update(
+        self, target: ChangeTarget, columns: Seq[str], batch_size: int | None
+    ) -> int:
+        return case_rows_per_update(self.max_parameters, columns, batch_size)
+
+    async def update_rows(
+        self,
+        session: AsyncSession,
+        target: ChangeTarget,
+        condition: ColumnElement[bool],
+        keys: list[Any],
+        columns: Mapping[str, list[Any]],
+        common: Mapping[str, Any],
+    ) -> list[Any]:
+        return await case_update_rows(
+            session,
+            target,
+            condition,
+            keys,
+            columns,
+            common,
+            returning=self._change_returning[False],
+        )
 
     def _plan(self, table: Table) -> _TablePlan:
         plan = self._plans.get(table)

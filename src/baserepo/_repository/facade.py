@@ -10,6 +10,7 @@ from ..cache._warming import replay_queries_with
 from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
 from .pages import PageMethods
+from .row_updates import RowUpdateMethods
 from .state import CreateSchemaT, ModelT, UpdateSchemaT
 from .upserts import UpsertMethods
 from .writes import WriteMethods
@@ -27,6 +28,7 @@ class BaseRepository(
     GetOrCreateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     UpsertMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    RowUpdateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
     PageMethods[ModelT, CreateSchemaT, UpdateSchemaT],
 ):
