@@ -112,6 +112,12 @@ class CacheConfig:
     ) -> None:
         if wait_replicas > 0 and wait_timeout >= operation_timeout:
             raise ValueError("wait_timeout must be below operation_timeout (a WAIT within it)")
+        if wait_replicas < 0 or bump_retry_seconds < 0:
+            raise ValueError("wait_replicas and bump_retry_seconds must not be negative")
+        if write_intent_seconds <= 0:
+            # An intent that expires at once would let a writer that dies after its COMMIT
+            # leave stale entries: the guarantee would be gone without a word.
+            raise ValueError("write_intent_seconds must be above 0 (keep it above your COMMIT)")
         if backend is None:
             if redis_client is not None:
                 from ._redis import RedisBackend  # only this path needs redis-py
