@@ -25,17 +25,18 @@ def check_batch_size(batch_size: Any, *, optional: bool = False) -> None:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
 
 
-def check_records(data_list: Any) -> None:
-    """``data_list`` is a collection of records, not one record that happens to be iterable."""
+def check_records(data_list: Any, *, argument: str = "data_list") -> None:
+    """``data_list`` is a collection of records, not one record that happens to be iterable.
+    ``argument``: the parameter's name in the caller's signature, for the message."""
     if isinstance(data_list, Mapping) or hasattr(type(data_list), "model_fields"):
         # Iterating a dict gives its keys; iterating a pydantic model gives (name, value) pairs.
         raise TypeError(
-            f"data_list must be an iterable of records, got one {type(data_list).__name__}; "
+            f"{argument} must be an iterable of records, got one {type(data_list).__name__}; "
             "wrap a single record in a list"
         )
     if isinstance(data_list, str | bytes) or not isinstance(data_list, Iterable | AsyncIterable):
         raise TypeError(
-            "data_list must be an iterable or async iterable of records, "
+            f"{argument} must be an iterable or async iterable of records, "
             f"got {type(data_list).__name__}"
         )
 

@@ -94,6 +94,26 @@ async def test_empty_input_does_nothing(session: AsyncSession) -> None:
     assert recorder.events == []
 
 
+@pytest.mark.parametrize(
+    ("rows", "batch_size", "message"),
+    [
+        (None, None, "rows must be an iterable or async iterable of records, got NoneType"),
+        ({"id": 1, "name": "one"}, None, "rows must be an iterable of records, got one dict"),
+        ("id=1", None, "rows must be an iterable or async iterable of records, got str"),
+        ([{"id": 1, "name": "one"}], "10", "batch_size must be an int"),
+    ],
+)
+async def test_wrong_typed_arguments_are_refused_naming_them_before_any_write(
+    session_factory: async_sessionmaker[AsyncSession], rows: Any, batch_size: Any, message: str
+) -> None:
+    ids = await seed(session_factory, 1)
+    async with session_factory() as session:
+        with pytest.raises(TypeError, match=message):
+            await BaseRepository(User, session).bulk_update_rows(rows, batch_size=batch_size)
+    stored = await rows_by_id(session_factory)
+    assert [(id_, user.name) for id_, user in stored.items()] == [(ids[0], "u0")]
+
+
 async def test_duplicate_keys_last_wins_and_the_earlier_are_reported(
     session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:

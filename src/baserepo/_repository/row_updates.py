@@ -68,7 +68,7 @@ class RowUpdateMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             TypeError: ``rows`` is one record or no iterable, ``batch_size`` not an int.
             BulkOperationError: the connection failed midway; ``.result`` accounts for every row.
         """
-        check_records(rows)
+        check_records(rows, argument="rows")
         check_batch_size(batch_size, optional=True)
         wanted = self._fields_to_write(fields)
         records = (
