@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import (
     BaseRepository,
+    BulkOperationError,
     BulkOperationResult,
     ConfigurationError,
     EventType,
@@ -114,6 +115,28 @@ async def test_empty_input_writes_nothing(
     result = await BaseRepository(User, session).bulk_upsert([], unique_fields="email")
     assert result == BulkOperationResult()
     assert await rows_by_email(session_factory) == {}
+
+
+async def test_an_input_that_raises_midway_stops_the_call_with_every_record_accounted_for(
+    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """The committed batches stand (one created, one updated, one unchanged), the error names
+    the input, and nothing taken from it is lost from the result."""
+    await seed(session_factory, user(1, salary=10), user(2, salary=20))
+    records = [user(1, salary=11), user(2, salary=20), user(3)]
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        for record in records:
+            yield record
+        raise RuntimeError("the feed broke")
+
+    with pytest.raises(BulkOperationError, match="the input raised") as raised:
+        await BaseRepository(User, session).bulk_upsert(
+            stream(), unique_fields="email", batch_size=3
+        )
+    result = raised.value.result
+    await check_upsert(result, records, [UPDATED, UNCHANGED, CREATED], session_factory)
+    assert isinstance(raised.value.__cause__, RuntimeError)
 
 
 async def test_the_last_of_duplicate_keys_wins_and_the_earlier_ones_are_reported(

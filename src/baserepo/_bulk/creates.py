@@ -19,7 +19,7 @@ call, its batch reported ``unavailable``.
 from __future__ import annotations
 
 from itertools import compress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import exc as sa_exc
 
@@ -33,7 +33,7 @@ from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy, is_transient
 from .tally import BatchCommitted, ProgressCallback, Tally, describe, report_progress, stopped
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Iterable, Sequence
+    from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,12 @@ if TYPE_CHECKING:
     from ._insert import Row
     from .dialect import BulkDialect
 
-__all__ = ["BulkEngine"]
+__all__ = ["BulkEngine", "SelectRows", "WriteBatch"]
+
+WriteBatch: TypeAlias = "Callable[[Tally, list[int], list[Row]], Awaitable[None]]"
+"""Writes one prepared batch (input positions and rows), recording outcomes in the tally."""
+SelectRows: TypeAlias = "Callable[[list[int], list[Row], Tally], tuple[list[int], list[Row]]]"
+"""Chooses what of a prepared batch to write; reports what it sets aside in the tally."""
 
 
 class BulkEngine:
@@ -83,12 +88,36 @@ class BulkEngine:
         progress: ProgressCallback | None,
         isolate_errors: bool = False,
     ) -> BulkOperationResult:
+        keys = KeyPool()
+
+        async def write(tally: Tally, positions: list[int], rows: list[Row]) -> None:
+            await self._create_batch(
+                tally, positions, rows, ignore_conflicts, isolate_errors, on_batch, keys
+            )
+
+        return await self.each_batch(
+            records, batch_size=batch_size, call="bulk_create", write=write, progress=progress
+        )
+
+    async def each_batch(
+        self,
+        records: Iterable[Any] | AsyncIterable[Any],
+        *,
+        batch_size: int | None,
+        call: str,
+        write: WriteBatch,
+        progress: ProgressCallback | None,
+        select: SelectRows | None = None,
+    ) -> BulkOperationResult:
+        """The loop every record-taking bulk call shares: batch the input, prepare and
+        validate each batch, ``select`` what to write of it (records set aside are reported
+        by it), ``write`` the rest, and account for every record when the call stops midway
+        (the input, the database or ``progress`` raised)."""
         size = self.clamp(batch_size)
         await refuse_autocommit(self._session, self._info.model)
         tally = Tally()
         batches = Batches(records, size)
         iterator = aiter(batches)
-        keys = KeyPool()
         next_index = 0
         while True:
             try:
@@ -100,36 +129,36 @@ class BulkEngine:
                 why = f"the input raised {describe(error)}"
                 taken = range(next_index, next_index + len(pending))
                 self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped("bulk_create", tally, why) from error
+                raise stopped(call, tally, why) from error
             first_index, next_index = next_index, next_index + len(batch)
             reported_before = len(tally.failures)
             positions: list[int] = []
             rows: list[Row] = []
             try:
                 positions, rows = self._prepare(batch, first_index, tally)
+                if select is not None:
+                    positions, rows = select(positions, rows, tally)
                 if rows:
-                    await self._create_batch(
-                        tally, positions, rows, ignore_conflicts, isolate_errors, on_batch, keys
-                    )
+                    await write(tally, positions, rows)
             except _Unavailable as exc:
                 cause = translate(exc.error)
                 if tally.success_count == 0 and reported_before == 0:
                     raise cause from exc.error  # nothing written: the whole input is to retry
                 why = f"the connection to the database failed: {database_message(exc.error)}"
                 self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
-                raise stopped("bulk_create", tally, why) from cause
+                raise stopped(call, tally, why) from cause
             except Exception as error:  # not the data's fault: the batch's unit rolled back
                 if tally.success_count == 0 and reported_before == 0:
                     raise
                 why = f"the call stopped on {describe(error)}"
-                indexes, records = _unreported(tally, reported_before, first_index, batch)
-                self._fail_all(tally, indexes, records, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped("bulk_create", tally, why) from error
+                indexes, left = _unreported(tally, reported_before, first_index, batch)
+                self._fail_all(tally, indexes, left, FailureKind.NOT_ATTEMPTED, why)
+                raise stopped(call, tally, why) from error
             try:
                 await report_progress(progress, next_index)
             except Exception as error:
                 raise stopped(
-                    "bulk_create", tally, f"the progress callback raised {describe(error)}"
+                    call, tally, f"the progress callback raised {describe(error)}"
                 ) from error
         return tally.result()
 

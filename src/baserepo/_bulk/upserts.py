@@ -15,22 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
-from .._errors import is_unavailable, translate
+from .._errors import is_unavailable
 from .._results import BulkOperationResult, FailureKind, RecordFailure
 from .._transactions import atomic, caller_owns_transaction
-from ._batching import Batches
-from ._guards import refuse_autocommit, retiring_broken_connection
+from ._guards import retiring_broken_connection
 from ._insert import group_by_keys
 from ._key_pool import KeyPool
 from ._retry import BatchAttempts
 from ._upsert import Outcome, UpsertPlan
-from .creates import BulkEngine, _Unavailable, _unreported
-from .tally import BatchCommitted, ProgressCallback, Tally, describe, report_progress, stopped
+from .creates import BulkEngine, _Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Iterable
 
     from ._insert import Row
+    from .tally import BatchCommitted, ProgressCallback, Tally
 
 __all__ = ["UpsertEngine"]
 
@@ -53,53 +52,18 @@ class UpsertEngine(BulkEngine):
         progress: ProgressCallback | None,
     ) -> BulkOperationResult:
         self.plan = plan
-        size = self.clamp(batch_size)
-        await refuse_autocommit(self._session, self._info.model)
-        tally = Tally()
-        batches = Batches(records, size)
-        iterator = aiter(batches)
-        next_index = 0
-        while True:
-            try:
-                batch = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except Exception as error:
-                pending = batches.pending
-                why = f"the input raised {describe(error)}"
-                taken = range(next_index, next_index + len(pending))
-                self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped(_CALL, tally, why) from error
-            first_index, next_index = next_index, next_index + len(batch)
-            reported_before = len(tally.failures)
-            positions: list[int] = []
-            rows: list[Row] = []
-            try:
-                positions, rows = self._prepare(batch, first_index, tally)
-                positions, rows = self._keep_last(positions, rows, tally)
-                if rows:
-                    await self._upsert_batch(tally, positions, rows, on_created, on_updated)
-            except _Unavailable as exc:
-                cause = translate(exc.error)
-                if tally.success_count == 0 and reported_before == 0:
-                    raise cause from exc.error
-                why = f"the connection to the database failed: {describe(exc.error)}"
-                self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
-                raise stopped(_CALL, tally, why) from cause
-            except Exception as error:
-                if tally.success_count == 0 and reported_before == 0:
-                    raise
-                why = f"the call stopped on {describe(error)}"
-                indexes, left = _unreported(tally, reported_before, first_index, batch)
-                self._fail_all(tally, indexes, left, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped(_CALL, tally, why) from error
-            try:
-                await report_progress(progress, next_index)
-            except Exception as error:
-                raise stopped(
-                    _CALL, tally, f"the progress callback raised {describe(error)}"
-                ) from error
-        return tally.result()
+
+        async def write(tally: Tally, positions: list[int], rows: list[Row]) -> None:
+            await self._upsert_batch(tally, positions, rows, on_created, on_updated)
+
+        return await self.each_batch(
+            records,
+            batch_size=batch_size,
+            call=_CALL,
+            write=write,
+            progress=progress,
+            select=self._keep_last,
+        )
 
     def _keep_last(
         self, positions: list[int], rows: list[Row], tally: Tally
