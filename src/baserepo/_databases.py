@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from ._engine import async_engine
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -68,4 +69,4 @@ async def drop_database(url: str | URL) -> None:
 
 def _admin_engine(url: URL) -> AsyncEngine:
     maintenance = _MAINTENANCE_DATABASE.get(url.get_backend_name(), "")
-    return create_async_engine(url.set(database=maintenance), isolation_level="AUTOCOMMIT")
+    return async_engine(url.set(database=maintenance), isolation_level="AUTOCOMMIT")

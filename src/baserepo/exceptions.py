@@ -6,6 +6,8 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      ├── BulkOperationError        a bulk call stopped midway; ``result`` accounts for every
      │                             record it took, ``__cause__`` says why it stopped
      ├── ConfigurationError        the model, engine or call cannot work as set up
+     │    └── MissingDependencyError   a driver or client library the call needs is not
+     │                                 installed; names the extra (also an ``ImportError``)
      ├── InvalidFilterError        unknown field or lookup, or a value of the wrong shape or
      │                             not fitting its column's type (also a ``ValueError``)
      ├── MultipleRowsError         get_or_create / update_or_create found more than one
@@ -49,6 +51,7 @@ __all__ = [
     "IntegrityConflictError",
     "InvalidCursorError",
     "InvalidFilterError",
+    "MissingDependencyError",
     "MultipleRowsError",
     "RecordValidationError",
     "RepositoryDatabaseError",
@@ -78,6 +81,22 @@ class BulkOperationError(BaseRepoError):
 
 class ConfigurationError(BaseRepoError):
     """The model, engine or call cannot work as set up (composite key, unpatched SQLite...)."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """A database driver or client library that the call needs is not installed.
+
+    The message names what needs it and how to install it, e.g. ``postgresql+asyncpg needs
+    asyncpg, which is not installed: pip install 'baserepo[postgres]'``. ``name`` is the
+    missing module (as on any ``ImportError``), ``extra`` the baserepo extra that installs it
+    (``None`` for a dependency baserepo always requires). ``__cause__`` is the original
+    ``ModuleNotFoundError``.
+    """
+
+    def __init__(self, message: str, *, name: str, extra: str | None) -> None:
+        self.extra = extra
+        # ImportError's own __init__ (next in the MRO after BaseRepoError) keeps ``name``.
+        super().__init__(message, name=name)
 
 
 class InvalidFilterError(BaseRepoError, ValueError):

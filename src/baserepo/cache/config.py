@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._dependencies import needs
 from ._memory import MemoryBackend
 from ._runtime import CacheRuntime
 from ._stats import CacheStats, WarmReport
@@ -120,7 +121,8 @@ class CacheConfig:
             raise ValueError("write_intent_seconds must be above 0 (keep it above your COMMIT)")
         if backend is None:
             if redis_client is not None:
-                from ._redis import RedisBackend  # only this path needs redis-py
+                with needs("a Redis cache (redis_client=)"):
+                    from ._redis import RedisBackend  # only this path needs redis-py
 
                 backend = RedisBackend(
                     redis_client,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..exceptions import ConfigurationError
+from .._dependencies import needs
 
 __all__ = ["connect_redis", "redact"]
 
@@ -25,16 +25,12 @@ async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
         connect_timeout: seconds to wait for the connection.
 
     Raises:
-        ConfigurationError: redis-py is not installed (``pip install 'baserepo[redis]'``).
+        MissingDependencyError: redis-py is not installed (``pip install 'baserepo[redis]'``).
         ConnectionError: the server does not answer; the message names the URL without its
             password.
     """
-    try:
+    with needs("a Redis URL"):
         from . import _redis
-    except ImportError:
-        raise ConfigurationError(
-            "a Redis URL needs redis-py: pip install 'baserepo[redis]'"
-        ) from None
     # redis-py's client class, as the backend module imported it (it is not in its __all__).
     redis_class = _redis.Redis  # type: ignore[attr-defined]
     client = redis_class.from_url(url, socket_connect_timeout=connect_timeout)
