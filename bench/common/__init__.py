@@ -1,2 +1,2 @@
 """What several benchmark scripts share beyond the harness's rows and tables
-(``alternatives/data.py``): the guide's user model, one table per script."""
+(``alternatives/data.py``): the user model of docs/guide.md, one table per script."""

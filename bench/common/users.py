@@ -1,4 +1,4 @@
-"""The guide's user record, shared by the benchmark scripts (each in a table of its own)."""
+"""The user record of docs/guide.md, shared by the benchmark scripts (a table each)."""
 
 from __future__ import annotations
 

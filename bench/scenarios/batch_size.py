@@ -1,4 +1,4 @@
-"""The guide's Batch Size Tuning loop, extended: bulk_create rows/s per batch size, relative to
+"""The batch size loop of docs/guide.md, extended: bulk_create rows/s per batch size, relative to
 the best size, on PostgreSQL, SQLite and MariaDB (median of 3). Printed table is the one in
 docs/performance.md.
 

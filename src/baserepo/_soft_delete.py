@@ -3,7 +3,7 @@
 A model has soft delete when it has the column (``deleted_at`` unless the repository names
 another). Reads and bulk changes then leave deleted rows out, unless the caller asks for them
 (``include_deleted=True``) or names the column in a filter: asking about ``deleted_at`` is
-asking about deleted rows (the guide's cleanup, ``deleted_at__lt`` + ``deleted_at__isnotnull``).
+asking about deleted rows (docs/guide.md's cleanup, ``deleted_at__lt`` + ``deleted_at__isnotnull``).
 """
 
 from __future__ import annotations

@@ -369,7 +369,7 @@ class BulkEngine:
                 failure = RecordFailure(
                     index,
                     FailureKind.BATCH_ROLLED_BACK,
-                    # The culprit's reason is not repeated here: the guide counts conflicts
+                    # The culprit's reason is not repeated here: docs/guide.md counts conflicts
                     # with `"unique" in error.lower()`, and innocent records must not match.
                     f"record {index}: not written, its batch ({span}) was rolled back "
                     f"because record {positions[culprit]} failed (retry it alone)",

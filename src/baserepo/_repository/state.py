@@ -83,7 +83,7 @@ class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         self._preparer_cache: RecordPreparer | None = None
         self._soft_delete_column = soft_delete_column
         self._shared_cache_config = cache_config
-        # The guide reads repo._cache_config.should_warm_cache() / get_popular_queries():
+        # docs/guide.md reads repo._cache_config.should_warm_cache() / get_popular_queries():
         # bound to this model they answer for it, not for whichever model warmed last.
         self._cache_config: ModelCacheConfig | None = (
             cache_config.bound_to(self._info.name) if cache_config is not None else None

@@ -10,8 +10,8 @@ Inside, one responsibility per module, imported in this order (none imports a la
 the Redis backend talks to), ``_keys``, ``_codec``, ``_shapes`` (result shapes),
 ``_guard`` (failing open, the circuit breaker), ``_usage`` (popular-query tracking),
 ``_stats``, ``_runtime`` (the running state of one config), ``config`` (settings and the
-guide's methods), ``_invalidation`` (a model's generation), ``_reads`` (serve and fill),
-``_query_cache`` (one model's cache), ``_warming``.
+user guide's methods, docs/guide.md), ``_invalidation`` (a model's generation), ``_reads``
+(serve and fill), ``_query_cache`` (one model's cache), ``_warming``.
 """
 
 from ._guard import BreakerState

@@ -64,7 +64,7 @@ class UsageTracker:
 
     def __init__(self, guard: Guard, clock: Callable[[], float], flush_every: int) -> None:
         self.tracked: dict[str, QueryUsage] = {}
-        """Every tracked query by ``"<table>:<digest>"`` (the guide's ``_query_usage``)."""
+        """Every tracked query by ``"<table>:<digest>"`` (docs/guide.md's ``_query_usage``)."""
         self._guard = guard
         self._clock = clock
         self._flush_every = flush_every

@@ -1,8 +1,8 @@
-"""Cache settings as the guide spells them, and the guide's methods.
+"""Cache settings as the user guide (docs/guide.md) spells them, and the guide's methods.
 
 Invariant: a ``CacheConfig`` holds what the user set (plus the backend those settings chose)
 and nothing that changes while the application runs. The running state (statistics, usage,
-trust, the circuit breaker, the per-model caches) is its ``runtime``; the guide's methods
+trust, the circuit breaker, the per-model caches) is its ``runtime``; the user guide's methods
 (``should_warm_cache``, ``get_popular_queries``, ``_query_usage``) and ``stats``/``settle``
 apply the settings to that state. Nothing in the state modules imports this one.
 """
@@ -157,11 +157,11 @@ class CacheConfig:
         )
         """The running cache of this config (state, not settings)."""
 
-    # -- the guide's API ----------------------------------------------------------------
+    # -- the user guide's API (docs/guide.md) -------------------------------------------
 
     @property
     def _query_usage(self) -> dict[str, QueryUsage]:
-        """Every tracked query by ``"<table>:<digest>"`` (what the guide inspects)."""
+        """Every tracked query by ``"<table>:<digest>"`` (what the user guide inspects)."""
         return self.runtime.usage.tracked
 
     def should_warm_cache(self, model: str | None = None) -> bool:
@@ -169,7 +169,7 @@ class CacheConfig:
         warm of ``model`` (a table name), or, without one, of any model this config serves.
 
         ``repo._cache_config`` is this config bound to the repository's model, so the
-        guide's ``if repo._cache_config.should_warm_cache(): await repo.warm_cache()`` asks
+        user guide's ``if repo._cache_config.should_warm_cache(): await repo.warm_cache()`` asks
         about that repository's own model.
         """
         if not self.warming_config.enabled:
@@ -208,7 +208,7 @@ class CacheConfig:
 class ModelCacheConfig:
     """A :class:`CacheConfig` bound to one model: what ``repo._cache_config`` returns.
 
-    The guide calls ``should_warm_cache()``, ``get_popular_queries()`` and ``_query_usage`` on
+    The user guide calls ``should_warm_cache()``, ``get_popular_queries()`` and ``_query_usage`` on
     it; bound to the repository's model they answer for that model. Everything else is the
     shared config's.
     """

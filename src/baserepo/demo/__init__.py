@@ -1,4 +1,5 @@
-"""``baserepo demo``: the user guide's bulk operations and query cache, run for real.
+"""``baserepo demo``: the user guide's bulk operations and query cache (docs/guide.md), run
+for real.
 
 An application of baserepo shipped with it, not a part of the library: it uses only the public
 API (``baserepo``, ``baserepo.cache``, ``baserepo.testing``), and nothing in the library
