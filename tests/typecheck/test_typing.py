@@ -106,8 +106,13 @@ def parse(output: str) -> dict[str, Findings]:
 
 
 @pytest.fixture(scope="module")
-def reported(request: pytest.FixtureRequest) -> dict[str, Findings]:
-    cache_dir = request.config.cache.mkdir("mypy-samples")
+def reported(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Findings]:
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache_dir = (
+        cache.mkdir("mypy-samples") if cache is not None else tmp_path_factory.mktemp("mypy")
+    )
     return parse(run_mypy(SAMPLES, cache_dir))
 
 
