@@ -10,10 +10,18 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, overload
+
+from typing_extensions import TypeVar
+
+from ._types import IdT, IdT_co, ModelT, ModelT_co
 
 if TYPE_CHECKING:
     import builtins
+
+    from sqlalchemy import ColumnElement
+
+    from ._types import KeyedModel
 
 __all__ = ["EventBus", "EventHandler", "EventType", "RepositoryEvent", "default_event_bus"]
 
@@ -28,13 +36,21 @@ class EventType(enum.StrEnum):
     RESTORED = "restored"
 
 
-@dataclass(frozen=True, slots=True)
-class RepositoryEvent:
-    """Something that happened to rows of one model, after its commit."""
+# No slots=True: on Python 3.11 a slotted frozen dataclass cannot be built through its
+# subscripted alias (``RepositoryEvent[User, int](...)``): typing sets __orig_class__ on the
+# new instance, and the frozen __setattr__ of the slotted copy of the class raises TypeError.
+@dataclass(frozen=True)
+class RepositoryEvent(Generic[ModelT_co, IdT_co]):
+    """Something that happened to rows of one model, after its commit.
+
+    Typed by the model and its key: a handler subscribed with ``model=User`` (where
+    ``User.id`` is ``Mapped[int]``) receives a ``RepositoryEvent[User, int]``; a bare
+    ``RepositoryEvent`` is ``RepositoryEvent[Any, Any]``.
+    """
 
     type: EventType
-    model: builtins.type[Any]
-    ids: tuple[Any, ...]
+    model: builtins.type[ModelT_co]
+    ids: tuple[IdT_co, ...]
     """Primary keys of the rows concerned."""
     data: tuple[Mapping[str, Any], ...] = ()
     """Created: the records as written, one per id. Updated: the changes applied to all ids."""
@@ -42,7 +58,12 @@ class RepositoryEvent:
     """True when the event reports one batch of a bulk operation."""
 
 
-EventHandler = Callable[[RepositoryEvent], Awaitable[None]]
+# Defaults, so that a bare ``EventHandler`` (any model's events) stays complete under --strict.
+_HandledModelT = TypeVar("_HandledModelT", default=Any)
+_HandledIdT = TypeVar("_HandledIdT", default=Any)
+
+EventHandler: TypeAlias = Callable[[RepositoryEvent[_HandledModelT, _HandledIdT]], Awaitable[None]]
+"""An async callable taking one event: ``EventHandler[User, int]``; bare, any model's."""
 
 _HandlerKey = tuple[EventType, type[Any] | None]
 
@@ -55,10 +76,46 @@ class EventBus:
     """
 
     def __init__(self) -> None:
-        self._handlers: dict[_HandlerKey, list[EventHandler]] = {}
+        self._handlers: dict[_HandlerKey, list[EventHandler[Any, Any]]] = {}
 
+    # For type checkers: a handler for one model gets that model's events (and its key, where
+    # _types.KeyedModel can read it; the first overload keeps it Any for a legacy Column, as
+    # RepositoryState.__init__ does); a handler for every model must take
+    # any model's events (``RepositoryEvent[Any]`` or ``RepositoryEvent[object, object]``).
+    @overload
     def subscribe(
-        self, event_type: EventType | str, handler: EventHandler, *, model: type[Any] | None = None
+        self,
+        event_type: EventType | str,
+        handler: EventHandler[ModelT],
+        *,
+        model: type[KeyedModel[ModelT, ColumnElement[Any]]],
+    ) -> None: ...
+    @overload
+    def subscribe(
+        self,
+        event_type: EventType | str,
+        handler: EventHandler[ModelT, IdT],
+        *,
+        model: type[KeyedModel[ModelT, IdT]],
+    ) -> None: ...
+    @overload
+    def subscribe(
+        self, event_type: EventType | str, handler: EventHandler[ModelT], *, model: type[ModelT]
+    ) -> None: ...
+    @overload
+    def subscribe(
+        self,
+        event_type: EventType | str,
+        handler: EventHandler[object, object],
+        *,
+        model: None = None,
+    ) -> None: ...
+    def subscribe(
+        self,
+        event_type: EventType | str,
+        handler: EventHandler[Any, Any],
+        *,
+        model: type[Any] | None = None,
     ) -> None:
         """Call ``handler`` for every ``event_type`` event (of ``model`` only, if given)."""
         key = (EventType(event_type), model)
@@ -67,7 +124,11 @@ class EventBus:
             handlers.append(handler)
 
     def unsubscribe(
-        self, event_type: EventType | str, handler: EventHandler, *, model: type[Any] | None = None
+        self,
+        event_type: EventType | str,
+        handler: EventHandler[Any, Any],
+        *,
+        model: type[Any] | None = None,
     ) -> None:
         """Stop calling ``handler``; unknown handlers are ignored."""
         handlers = self._handlers.get((EventType(event_type), model), [])
@@ -77,7 +138,7 @@ class EventBus:
     def clear(self) -> None:
         self._handlers.clear()
 
-    async def publish(self, event: RepositoryEvent) -> None:
+    async def publish(self, event: RepositoryEvent[Any, Any]) -> None:
         handlers = [
             *self._handlers.get((event.type, event.model), ()),
             *self._handlers.get((event.type, None), ()),

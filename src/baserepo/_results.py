@@ -13,7 +13,9 @@ import enum
 # Imported at run time on purpose: pydantic resolves these annotations to build a schema.
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
+
+from ._types import IdT
 
 # "<record>" is how RecordValidationError names a problem with the record as a whole.
 _WHOLE_RECORD = "<record>"
@@ -103,8 +105,11 @@ def validation_problems(error: ValueError) -> dict[str, str]:
     return {}
 
 
-@dataclass(frozen=True, slots=True)
-class BulkOperationResult:
+# No slots=True: on Python 3.11 a slotted frozen dataclass cannot be built through its
+# subscripted alias (``BulkOperationResult[int](...)``): typing sets __orig_class__ on the
+# new instance, and the frozen __setattr__ of the slotted copy of the class raises TypeError.
+@dataclass(frozen=True)
+class BulkOperationResult(Generic[IdT]):
     """The outcome of ``bulk_create``, ``bulk_update`` or ``bulk_delete``.
 
     For ``bulk_create``, every input record is accounted for exactly once:
@@ -114,23 +119,27 @@ class BulkOperationResult:
     the records written or found up to date, each list in input order.
     For ``bulk_update``/``bulk_delete``, ``success_count`` is the number of rows changed and
     ``affected_ids`` lists them.
+
+    The ids are typed by the repository's key: ``BulkOperationResult[int]`` from a
+    ``BaseRepository`` of a model with ``id: Mapped[int]``; a bare ``BulkOperationResult``
+    is ``BulkOperationResult[Any]``.
     """
 
     success_count: int = 0
     """Records created (upserts: created, updated or unchanged), or rows updated/deleted."""
     error_count: int = 0
     """Records (or rows) that were not written: skipped conflicts included."""
-    created_ids: list[Any] = dataclasses.field(default_factory=list)
+    created_ids: list[IdT] = dataclasses.field(default_factory=list)
     """Primary keys of the created rows, in input order."""
     errors: list[str] = dataclasses.field(default_factory=list)
     """One readable line per failure, as ``failures`` but as strings."""
     failures: list[RecordFailure] = dataclasses.field(default_factory=list)
     """Structured detail of every failure: input index, kind, message."""
-    affected_ids: list[Any] = dataclasses.field(default_factory=list)
+    affected_ids: list[IdT] = dataclasses.field(default_factory=list)
     """Primary keys of the rows changed by ``bulk_update``/``bulk_delete``."""
-    updated_ids: list[Any] = dataclasses.field(default_factory=list)
+    updated_ids: list[IdT] = dataclasses.field(default_factory=list)
     """``bulk_upsert``: primary keys of the existing rows it changed, in input order."""
-    unchanged_ids: list[Any] = dataclasses.field(default_factory=list)
+    unchanged_ids: list[IdT] = dataclasses.field(default_factory=list)
     """``bulk_upsert``: primary keys of the existing rows that already held the record's
     values (not written, no event), in input order."""
 

@@ -9,7 +9,8 @@ In order, the first that names a schema wins (each schema separately):
    subclass form, found through ``__orig_bases__`` along the MRO, type variables of generic
    intermediate classes substituted).
 
-Arguments that are not classes (``dict[str, Any]``, an unbound TypeVar) name no schema.
+Arguments that are not classes (``dict[str, Any]``, an unbound TypeVar, ``Any``: what an
+argument left out defaults to) name no schema.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def declared_schemas(
     repository: Any, root: type[Any], given: tuple[type[Any] | None, type[Any] | None]
 ) -> tuple[type[Any] | None, type[Any] | None]:
     """(create schema, update schema) of ``repository``, an instance of ``root`` (generic in
-    ``[Model, CreateSchema, UpdateSchema]``); ``given`` are the constructor's arguments."""
+    ``[Model, CreateSchema, UpdateSchema, Id]``); ``given`` are the constructor's arguments."""
     declared = _type_arguments(repository, root)
     create, update = given
     if create is None:
@@ -34,14 +35,15 @@ def declared_schemas(
     return create, update
 
 
-def _type_arguments(repository: Any, root: type[Any]) -> tuple[Any, Any, Any]:
+def _type_arguments(repository: Any, root: type[Any]) -> tuple[Any, ...]:
     # The alias form records its arguments on the instance only after __init__ returns.
     alias = getattr(repository, "__orig_class__", None)
     if alias is not None:
         found = _arguments_for(typing.get_origin(alias), typing.get_args(alias), root)
     else:
         found = _arguments_for(type(repository), (), root)
-    return found if found is not None and len(found) == 3 else (None, None, None)
+    # The key's type argument (the fourth) says nothing about schemas.
+    return found[:3] if found is not None and len(found) >= 3 else (None, None, None)
 
 
 def _arguments_for(cls: Any, args: tuple[Any, ...], root: type[Any]) -> tuple[Any, ...] | None:
@@ -65,4 +67,5 @@ def _arguments_for(cls: Any, args: tuple[Any, ...], root: type[Any]) -> tuple[An
 
 
 def _concrete(arg: Any) -> type[Any] | None:
-    return arg if isinstance(arg, type) else None
+    # typing.Any is a class since Python 3.11; as an argument it names no schema.
+    return arg if isinstance(arg, type) and arg is not Any else None

@@ -19,10 +19,13 @@ For a cache without a server, use ``CacheConfig()`` (the in-process backend) wit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._databases import drop_database, ensure_database
 from ._events import EventBus, EventType, RepositoryEvent
+
+if TYPE_CHECKING:
+    from ._types import ModelT
 
 __all__ = ["RecordingEventBus", "drop_database", "ensure_database"]
 
@@ -32,15 +35,23 @@ class RecordingEventBus(EventBus):
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: list[RepositoryEvent] = []
+        self.events: list[RepositoryEvent[Any, Any]] = []
 
-    async def publish(self, event: RepositoryEvent) -> None:
+    async def publish(self, event: RepositoryEvent[Any, Any]) -> None:
         self.events.append(event)
         await super().publish(event)
 
+    @overload
+    def of(
+        self, event_type: EventType | str, model: type[ModelT]
+    ) -> list[RepositoryEvent[ModelT]]: ...
+    @overload
+    def of(
+        self, event_type: EventType | str, model: None = None
+    ) -> list[RepositoryEvent[Any, Any]]: ...
     def of(
         self, event_type: EventType | str, model: type[Any] | None = None
-    ) -> list[RepositoryEvent]:
+    ) -> list[RepositoryEvent[Any, Any]]:
         """The events of one type (and model), in the order they were published."""
         wanted = EventType(event_type)
         return [e for e in self.events if e.type is wanted and (model is None or e.model is model)]

@@ -71,6 +71,10 @@ Maker = Callable[[AsyncSession], BaseRepository[User, Any, Any]]
 
 FORMS: dict[str, Maker] = {
     "alias": lambda s: BaseRepository[User, StrictCreate, StrictUpdate](User, s),
+    # The fourth type argument (the key's type) says nothing about the schemas.
+    "alias with the key type": lambda s: BaseRepository[User, StrictCreate, StrictUpdate, int](
+        User, s
+    ),
     "subclass": lambda s: SubclassRepository(User, s),
     "subclass of a subclass": lambda s: DeeperRepository(User, s),
     "class attributes": lambda s: AttributeRepository(User, s),

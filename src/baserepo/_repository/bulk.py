@@ -14,7 +14,7 @@ from .._events import EventType
 from .._identity import (
     with_onupdate_values,
 )
-from .state import CreateSchemaT, Filters, ModelT, Records, RepositoryState, UpdateSchemaT
+from .state import CreateSchemaT, Filters, IdT, ModelT, Records, RepositoryState, UpdateSchemaT
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -33,7 +33,7 @@ that left 0.68x the single statement at 10,000 and 0.76x at 20,000, 1.07x at 50,
 holds them longer (~0.1 s for 50,000 deletes, ~0.35 s for updates); docs/performance.md."""
 
 
-class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
+class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """bulk_create, bulk_update and bulk_delete."""
 
     async def bulk_create(
@@ -45,7 +45,7 @@ class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
         *,
         progress: ProgressCallback | None = None,
         isolate_errors: bool = False,
-    ) -> BulkOperationResult:
+    ) -> BulkOperationResult[IdT]:
         """Insert many records in atomic batches; every record is created or reported.
 
         Args:
@@ -92,7 +92,7 @@ class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
         include_deleted: bool = False,
         all_rows: bool = False,
         progress: ProgressCallback | None = None,
-    ) -> BulkOperationResult:
+    ) -> BulkOperationResult[IdT]:
         """Apply ``update_data`` to every row matching ``filters``, in atomic batches of keys.
 
         Empty ``filters`` would reach every row: that raises ValueError unless the call says
@@ -130,7 +130,7 @@ class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
         include_deleted: bool = False,
         all_rows: bool = False,
         progress: ProgressCallback | None = None,
-    ) -> BulkOperationResult:
+    ) -> BulkOperationResult[IdT]:
         """Delete every row matching ``filters``: soft by default where the model supports it.
 
         Empty ``filters`` would reach every row: that raises ValueError unless the call says

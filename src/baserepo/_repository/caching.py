@@ -10,12 +10,12 @@ from ..cache._stats import CacheStats, WarmReport
 from ..cache._warming import warm
 from .pages import PageMethods
 from .reads import ReadMethods
-from .state import CreateSchemaT, ModelT, UpdateSchemaT
+from .state import CreateSchemaT, IdT, ModelT, UpdateSchemaT
 
 __all__ = ["CacheMethods", "run_query"]
 
 
-class CacheMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class CacheMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """warm_cache, invalidate_cache and cache_stats (on top of the reads, which warming
     replays)."""
 
@@ -61,7 +61,7 @@ class CacheMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
 
 
 async def run_query(
-    repository: ReadMethods[Any, Any, Any], operation: str, spec: dict[str, Any]
+    repository: ReadMethods[Any, Any, Any, Any], operation: str, spec: dict[str, Any]
 ) -> None:
     include_deleted = bool(spec.get("include_deleted", False))
     if operation == "list":

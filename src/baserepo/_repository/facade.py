@@ -11,7 +11,7 @@ from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
 from .pages import PageMethods
 from .row_updates import RowUpdateMethods
-from .state import CreateSchemaT, ModelT, UpdateSchemaT
+from .state import CreateSchemaT, IdT, ModelT, UpdateSchemaT
 from .upserts import UpsertMethods
 from .writes import WriteMethods
 
@@ -25,14 +25,18 @@ __all__ = ["BaseRepository"]
 
 
 class BaseRepository(
-    GetOrCreateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    UpsertMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    RowUpdateMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT],
-    PageMethods[ModelT, CreateSchemaT, UpdateSchemaT],
+    GetOrCreateMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
+    WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
+    UpsertMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
+    RowUpdateMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
+    CacheMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
+    PageMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT],
 ):
     """Async CRUD, filtered reads and bulk writes for one SQLAlchemy model.
+
+    Generic in ``[Model, CreateSchema, UpdateSchema, Key]``; type checkers infer the model
+    (and the key, for ``id: Mapped[...]``) from ``BaseRepository(User, session)``, and the
+    rest have defaults (docs/typing.md).
 
     Args:
         model: a mapped class with a single-column primary key.

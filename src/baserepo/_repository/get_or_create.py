@@ -27,7 +27,7 @@ from .._errors import is_unique_violation
 from .._events import EventType
 from .._statements import TranslatedUnit, read
 from ..exceptions import MultipleRowsError, RepositoryDatabaseError
-from .state import CreateSchemaT, ModelT, T, UpdateSchemaT
+from .state import CreateSchemaT, IdT, ModelT, T, UpdateSchemaT
 from .writes import WriteMethods
 
 if typing.TYPE_CHECKING:
@@ -40,7 +40,7 @@ __all__ = ["GetOrCreateMethods"]
 _LOOKUP_SEP = "__"
 
 
-class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """get_or_create and update_or_create."""
 
     async def get_or_create(

@@ -11,7 +11,7 @@ from .._keyset import Page, after_condition, decode_cursor, encode_cursor, keyse
 from .._lookups import build_filters, typed_filters
 from ..cache._shapes import ROWS
 from .reads import ReadMethods
-from .state import CreateSchemaT, Filters, ModelT, UpdateSchemaT, merge_filters
+from .state import CreateSchemaT, Filters, IdT, ModelT, UpdateSchemaT, merge_filters
 
 if typing.TYPE_CHECKING:
     import builtins
@@ -20,7 +20,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["PageMethods"]
 
 
-class PageMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class PageMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """page."""
 
     async def page(

@@ -14,7 +14,16 @@ from .._lookups import build_filters, follows_relationships, typed_filters
 from .._ordering import OrderBy, order_clauses
 from .._statements import read_all, read_one
 from ..cache._shapes import COUNT, ONE, ROWS, Shape
-from .state import CreateSchemaT, Filters, ModelT, RepositoryState, T, UpdateSchemaT, merge_filters
+from .state import (
+    CreateSchemaT,
+    Filters,
+    IdT,
+    ModelT,
+    RepositoryState,
+    T,
+    UpdateSchemaT,
+    merge_filters,
+)
 
 if typing.TYPE_CHECKING:
     import builtins
@@ -45,11 +54,11 @@ def loader_options(options: LoaderOptions) -> tuple[ExecutableOption, ...]:
     return tuple(options)
 
 
-class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
+class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """get, get_many, list, count and exists."""
 
     async def get(
-        self, id: Any, *, include_deleted: bool = False, options: LoaderOptions = None
+        self, id: IdT, *, include_deleted: bool = False, options: LoaderOptions = None
     ) -> ModelT | None:
         """The row with primary key ``id``, or None (also when it is soft-deleted).
 
@@ -73,7 +82,7 @@ class ReadMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT]):
         return await self._through_cache("get", spec, load, ONE)
 
     async def get_many(
-        self, ids: Iterable[Any], *, include_deleted: bool = False, options: LoaderOptions = None
+        self, ids: Iterable[IdT], *, include_deleted: bool = False, options: LoaderOptions = None
     ) -> builtins.list[ModelT]:
         """Rows for ``ids`` in the order given; repeated and missing ids are left out.
 

@@ -19,7 +19,7 @@ from .._records import to_mapping
 from .._results import FailureKind, RecordFailure
 from ..exceptions import RecordValidationError
 from .bulk import BulkMethods
-from .state import CreateSchemaT, ModelT, Records, UpdateSchemaT
+from .state import CreateSchemaT, IdT, ModelT, Records, UpdateSchemaT
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -29,7 +29,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["RowUpdateMethods"]
 
 
-class RowUpdateMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class RowUpdateMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """bulk_update_rows."""
 
     async def bulk_update_rows(
@@ -40,7 +40,7 @@ class RowUpdateMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         include_deleted: bool = False,
-    ) -> BulkOperationResult:
+    ) -> BulkOperationResult[IdT]:
         """Give each row, found by its primary key, its own new values: one UPDATE per batch.
 
         Args:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import ColumnElement, and_
 
@@ -19,6 +19,7 @@ from .._records import RecordPreparer
 from .._replicas import Reader, ReadReplica
 from .._schemas import declared_schemas
 from .._soft_delete import SoftDelete
+from .._types import CreateSchemaT, IdT, KeyedModel, ModelT, UpdateSchemaT
 from ..cache._query_cache import QueryCache, query_cache_for
 
 if typing.TYPE_CHECKING:
@@ -29,6 +30,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "CreateSchemaT",
     "Filters",
+    "IdT",
     "ModelT",
     "Records",
     "RepositoryState",
@@ -38,17 +40,14 @@ __all__ = [
     "rowcount",
 ]
 
-ModelT = TypeVar("ModelT")
 T = TypeVar("T")
-CreateSchemaT = TypeVar("CreateSchemaT")
-UpdateSchemaT = TypeVar("UpdateSchemaT")
 
 Filters = Mapping[str, Any] | Q
 """``field__lookup`` -> value, or a :class:`~baserepo.Q` combining them."""
 Records = Iterable[Any] | AsyncIterable[Any]
 
 
-class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
+class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """What every part of a repository shares: the model, its session and cache, where
     events go, and the helpers that turn filters into conditions. ``BaseRepository``
     (``facade.py``) documents the arguments."""
@@ -58,6 +57,38 @@ class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
     update_schema: typing.ClassVar[type[Any] | None] = None
     """Set on a subclass to validate updates with this pydantic model."""
 
+    # For type checkers only: which overload matches says what IdT is (_types.py). The first
+    # keeps the key Any for a legacy ``id = Column(...)``, which mypy 2 would otherwise match
+    # with the Column itself as the key's type.
+    @overload
+    def __init__(
+        self: RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT, Any],
+        model: type[KeyedModel[ModelT, ColumnElement[Any]]],
+        session: AsyncSession,
+        cache_config: CacheConfig | None = None,
+        *,
+        event_bus: EventBus | None = None,
+        soft_delete_column: str = "deleted_at",
+        create_schema: type[Any] | None = None,
+        update_schema: type[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        read_replica: ReadReplica | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        model: type[KeyedModel[ModelT, IdT]],
+        session: AsyncSession,
+        cache_config: CacheConfig | None = None,
+        *,
+        event_bus: EventBus | None = None,
+        soft_delete_column: str = "deleted_at",
+        create_schema: type[Any] | None = None,
+        update_schema: type[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        read_replica: ReadReplica | None = None,
+    ) -> None: ...
+    @overload
     def __init__(
         self,
         model: type[ModelT],
@@ -70,10 +101,23 @@ class RepositoryState(Generic[ModelT, CreateSchemaT, UpdateSchemaT]):
         update_schema: type[Any] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         read_replica: ReadReplica | None = None,
+    ) -> None: ...
+    def __init__(
+        self,
+        model: type[Any],
+        session: AsyncSession,
+        cache_config: CacheConfig | None = None,
+        *,
+        event_bus: EventBus | None = None,
+        soft_delete_column: str = "deleted_at",
+        create_schema: type[Any] | None = None,
+        update_schema: type[Any] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        read_replica: ReadReplica | None = None,
     ) -> None:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a baserepo.RetryPolicy, got {type(retry).__name__}")
-        self.model = model
+        self.model: type[ModelT] = model
         self._retry = retry
         self.session = session
         self.event_bus = event_bus if event_bus is not None else default_event_bus

@@ -12,7 +12,7 @@ from .._events import EventType
 from .._identity import sync_changed, with_onupdate_values
 from ..exceptions import ConfigurationError
 from .bulk import BulkMethods
-from .state import CreateSchemaT, ModelT, Records, UpdateSchemaT
+from .state import CreateSchemaT, IdT, ModelT, Records, UpdateSchemaT
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["UpsertMethods"]
 
 
-class UpsertMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class UpsertMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """bulk_upsert, over the bulk engine of ``BulkMethods``."""
 
     async def bulk_upsert(
@@ -36,7 +36,7 @@ class UpsertMethods(BulkMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
         emit_events: bool = True,
         *,
         progress: ProgressCallback | None = None,
-    ) -> BulkOperationResult:
+    ) -> BulkOperationResult[IdT]:
         """Insert the records whose key is new, update the rows whose key exists.
 
         Rows are matched on ``unique_fields``, which must be the fields of one unique

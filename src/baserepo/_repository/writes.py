@@ -11,7 +11,7 @@ from sqlalchemy import inspect as sa_inspect
 from .._events import EventType
 from .._statements import TranslatedUnit, read_one
 from .reads import ReadMethods
-from .state import CreateSchemaT, ModelT, UpdateSchemaT, rowcount
+from .state import CreateSchemaT, IdT, ModelT, UpdateSchemaT, rowcount
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -20,7 +20,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["WriteMethods"]
 
 
-class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
+class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     """create, update, delete and restore (on top of the reads: ``restore`` returns the row
     as ``get`` reads it)."""
 
@@ -35,7 +35,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             self._effects.wrote(EventType.CREATED, [new_id], [values])
         return await self._fresh(instance)
 
-    async def update(self, id: Any, data: UpdateSchemaT | Mapping[str, Any]) -> ModelT | None:
+    async def update(self, id: IdT, data: UpdateSchemaT | Mapping[str, Any]) -> ModelT | None:
         """Apply ``data`` to the row ``id``; None when there is no such (visible) row."""
         values = self._preparer.for_update(data)
         async with TranslatedUnit(self.session):
@@ -50,7 +50,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
             self._effects.wrote(EventType.UPDATED, [id], [values])
         return await self._fresh(instance)
 
-    async def delete(self, id: Any, soft_delete: bool | None = None) -> bool:
+    async def delete(self, id: IdT, soft_delete: bool | None = None) -> bool:
         """Delete the row ``id``: soft (stamp ``deleted_at``) when the model supports it.
 
         ``soft_delete=None`` means soft when the model has the soft-delete column, hard
@@ -74,7 +74,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT]):
         # (synchronize_session="auto"), for delete() and restore() alike.
         return done
 
-    async def restore(self, id: Any) -> ModelT | None:
+    async def restore(self, id: IdT) -> ModelT | None:
         """Undo a soft delete; None when the row does not exist or is not deleted."""
         statement = (
             update(self.model)
