@@ -52,15 +52,19 @@ async def test_describe_shows_generation_entries_intents_and_leases(target: Targ
     assert stored[stale_key].generation == old
     assert stored[current_key].generation == current
     size = stored[current_key].size
-    assert size is not None and size >= 1000
+    assert size is not None
+    assert size >= 1000
     ttl = stored[current_key].ttl_seconds
-    assert ttl is not None and LONG_TTL - 5 < ttl <= LONG_TTL
+    assert ttl is not None
+    assert LONG_TTL - 5 < ttl <= LONG_TTL
     lease = stored[target.key("users", "~lease:abc")]
     assert lease.generation is None  # a token, not an entry
-    assert lease.ttl_seconds is not None and 0 < lease.ttl_seconds <= 30
+    assert lease.ttl_seconds is not None
+    assert 0 < lease.ttl_seconds <= 30
     # Looking changed nothing: the intent still stands, so a fill is still refused.
     again = await b.describe(gen(target), target.key("users", "*"))
-    assert again.generation == moved and len(again.intent_seconds_left) == 1
+    assert again.generation == moved
+    assert len(again.intent_seconds_left) == 1
     assert not await b.fill(gen(target), current_key, moved, b"rows", LONG_TTL)
 
 

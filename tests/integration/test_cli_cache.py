@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -286,7 +285,8 @@ async def test_warm_reports_a_query_it_could_not_replay_and_fails(
     assert err == ""
     flat = " ".join(out.split())
     assert "0 warmed, 2 already cached, 1 failed" in flat  # the other two were current
-    assert "InvalidFilterError" in flat and "nickname" in flat
+    assert "InvalidFilterError" in flat
+    assert "nickname" in flat
     assert "Traceback" not in out
 
 
@@ -345,7 +345,8 @@ async def test_each_command_runs_as_a_program(
 
 
 def assert_one_line(err: str, command: str) -> None:
-    assert err.count("\n") == 1 and err.startswith(f"baserepo cache {command}: "), err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"baserepo cache {command}: "), err
     assert "Traceback" not in err
 
 
