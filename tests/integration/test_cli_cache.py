@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -293,7 +294,9 @@ async def test_warm_reports_a_query_it_could_not_replay_and_fails(
 # -- as a child process --------------------------------------------------------------------
 
 
-async def child(*args: str, console_script: bool = False) -> tuple[int, str, str]:
+async def child(
+    *args: str, console_script: bool = False, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     program = (
         [str(Path(sys.executable).parent / "baserepo")]
         if console_script
@@ -307,6 +310,7 @@ async def child(*args: str, console_script: bool = False) -> tuple[int, str, str
         *program,
         *args,
         cwd=PROJECT,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -376,11 +380,17 @@ async def test_a_redis_with_nothing_listening_exits_3() -> None:
         assert "hunter2" not in err
 
 
-async def test_redis_from_the_environment(stack: CacheStack) -> None:
-    status, out, err = await child("cache", "stats", MODEL, "--key-prefix", stack.prefix, "--json")
+async def test_the_redis_url_comes_from_the_environment(stack: CacheStack) -> None:
+    args = ("cache", "stats", MODEL, "--key-prefix", stack.prefix, "--json")
+    environment = {k: v for k, v in os.environ.items() if k != "BASEREPO_REDIS_URL"}
+    status, out, err = await child(*args, env=environment)
     assert (status, out) == (2, "")  # no URL at all: a usage error
     assert_one_line(err, "stats")
     assert "BASEREPO_REDIS_URL" in err
+
+    status, out, err = await child(*args, env={**environment, "BASEREPO_REDIS_URL": REDIS_URL})
+    assert (status, err) == (0, "")
+    assert json.loads(out)["keys_base"] == f"{stack.prefix}:v1:{{users}}"
 
 
 @pytest.mark.parametrize(
