@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from baserepo import BaseRepository, CacheConfig, CacheWarmingConfig, cli
 from tests.integration.cache_stack import REDIS_URL, CacheStack, open_stack
 from tests.models import User
-from tests.redis_servers import free_port
+from tests.redis_servers import RedisServer, free_port
 
 Factory = async_sessionmaker[AsyncSession]
 PROJECT = Path(__file__).resolve().parents[2]
@@ -443,3 +444,22 @@ def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) ->
         "5 the database unreachable",
     ):
         assert line in out
+
+
+async def test_a_redis_that_does_not_answer_exits_3_within_the_timeout(
+    spare_redis: RedisServer,
+) -> None:
+    spare_redis.pause()  # the port is open, nothing answers
+    try:
+        started = time.monotonic()
+        url = f"redis://127.0.0.1:{spare_redis.port}/0"
+        status, out, err = await run(
+            "cache", "stats", MODEL, "--redis-url", url, "--timeout", "0.5"
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        spare_redis.resume()
+    assert (status, out) == (3, "")
+    assert_one_line(err, "stats")
+    assert "Redis unreachable" in err
+    assert elapsed < 5
