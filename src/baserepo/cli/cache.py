@@ -20,8 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from .. import demo
-from .._engine import create_engine
+from .. import create_engine, demo
 from ..cache import (
     CacheConfig,
     CacheWarmingConfig,
