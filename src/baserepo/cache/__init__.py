@@ -25,7 +25,7 @@ from ._admin import (
 from ._guard import BreakerState
 from ._memory import MemoryBackend
 from ._protocol import CacheBackend
-from ._warming import CacheWarmer, WarmObserver, warm_model
+from ._warming import CacheWarmer, WarmObserver, WarmOutcome, warm_model
 from .config import CacheConfig, CacheStats, CacheWarmingConfig, QueryUsage, WarmReport
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "PopularQuery",
     "QueryUsage",
     "WarmObserver",
+    "WarmOutcome",
     "WarmReport",
     "inspect_cache",
     "invalidate_model",

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._model import model_info
 from ._guard import FAILED
@@ -41,7 +41,16 @@ if TYPE_CHECKING:
     ]
     """As ``Replay``, for a model, in a session, under a config."""
 
-__all__ = ["CacheWarmer", "WarmObserver", "replay_queries_with", "warm", "warm_model"]
+__all__ = [
+    "CacheWarmer",
+    "WarmObserver",
+    "WarmOutcome",
+    "replay_queries_with",
+    "warm",
+    "warm_model",
+]
+
+WarmOutcome = Literal["warmed", "already_cached", "failed"]
 
 logger = logging.getLogger("baserepo.cache.warming")
 
@@ -62,7 +71,7 @@ class WarmObserver(Protocol):
     def started(self, queries: Sequence[QueryUsage]) -> None:
         """The popular queries about to be replayed, in order."""
 
-    def replayed(self, usage: QueryUsage, outcome: str, error: str | None) -> None:
+    def replayed(self, usage: QueryUsage, outcome: WarmOutcome, error: str | None) -> None:
         """One query done: ``outcome`` is ``"warmed"``, ``"already_cached"`` or ``"failed"``;
         ``error`` says why it failed (None otherwise)."""
 
@@ -77,7 +86,7 @@ async def warm(
     popular = config.get_popular_queries(model=cache.table)
     if observer is not None:
         observer.started(popular)
-    outcomes = {"warmed": 0, "already_cached": 0, "failed": 0}
+    outcomes: dict[WarmOutcome, int] = {"warmed": 0, "already_cached": 0, "failed": 0}
     with runtime.usage.not_counted():
         for usage in popular:
             outcome, error = await _replay_one(cache, replay, usage)
@@ -108,7 +117,7 @@ async def warm(
 
 async def _replay_one(
     cache: QueryCache, replay: Replay, usage: QueryUsage
-) -> tuple[str, str | None]:
+) -> tuple[WarmOutcome, str | None]:
     spec = _replayable(usage)
     if spec is None:
         return "failed", "the query's arguments could not be stored"
@@ -119,7 +128,9 @@ async def _replay_one(
         await cache.settle()
     except Exception as error:
         logger.exception("could not replay popular query %s", usage.digest)
-        return "failed", f"{type(error).__name__}: {error}"
+        # One line: database errors carry a statement and a link on the next ones.
+        message = (str(error).strip().splitlines() or [""])[0]
+        return "failed", f"{type(error).__name__}: {message}"
     if counters.fills > fills:
         return "warmed", None
     if counters.hits > hits:

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ..cache import CacheInspection, InvalidationReport, QueryUsage, WarmReport
+    from ..cache import (
+        CacheInspection,
+        InvalidationReport,
+        QueryUsage,
+        WarmOutcome,
+        WarmReport,
+    )
     from ..demo import Reporter
 
 __all__ = [
@@ -121,7 +127,7 @@ class WarmProgress:
                 self._reporter.progress(f"warming {self._model}", len(queries))
             )
 
-    def replayed(self, usage: QueryUsage, outcome: str, error: str | None) -> None:
+    def replayed(self, usage: QueryUsage, outcome: WarmOutcome, error: str | None) -> None:
         self.outcomes.append((usage, usage.count, outcome, error))
         if self._update is not None:
             self._update(len(self.outcomes))
