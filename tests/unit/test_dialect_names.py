@@ -23,7 +23,7 @@ DIALECT_MODULES = {
 EXEMPT = {
     "_databases.py": "creates and drops databases: it builds each server's admin URL",
     "demo": "an application of the library: it picks a database and makes its engine",
-    "cli.py": "the demo's command line: its help shows an example URL of each database",
+    "cli/demo.py": "the demo's command line: its help shows an example URL of each database",
     "_dependencies.py": "names the extras (postgres, mysql) that install each driver",
 }
 """Modules (or folders) that name databases because their job is to make databases or engines,

@@ -11,23 +11,39 @@ the Redis backend talks to), ``_keys``, ``_codec``, ``_shapes`` (result shapes),
 ``_guard`` (failing open, the circuit breaker), ``_usage`` (popular-query tracking),
 ``_stats``, ``_runtime`` (the running state of one config), ``config`` (settings and the
 user guide's methods, docs/guide.md), ``_invalidation`` (a model's generation), ``_reads``
-(serve and fill), ``_query_cache`` (one model's cache), ``_warming``.
+(serve and fill), ``_query_cache`` (one model's cache), ``_warming``, ``_admin`` (an operator's
+look and invalidation, for ``baserepo cache``).
 """
 
+from ._admin import (
+    CacheInspection,
+    InvalidationReport,
+    PopularQuery,
+    inspect_cache,
+    invalidate_model,
+)
 from ._guard import BreakerState
 from ._memory import MemoryBackend
 from ._protocol import CacheBackend
-from ._warming import CacheWarmer
+from ._warming import CacheWarmer, WarmObserver, WarmOutcome, warm_model
 from .config import CacheConfig, CacheStats, CacheWarmingConfig, QueryUsage, WarmReport
 
 __all__ = [
     "BreakerState",
     "CacheBackend",
     "CacheConfig",
+    "CacheInspection",
     "CacheStats",
     "CacheWarmer",
     "CacheWarmingConfig",
+    "InvalidationReport",
     "MemoryBackend",
+    "PopularQuery",
     "QueryUsage",
+    "WarmObserver",
+    "WarmOutcome",
     "WarmReport",
+    "inspect_cache",
+    "invalidate_model",
+    "warm_model",
 ]

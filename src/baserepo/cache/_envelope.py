@@ -8,7 +8,7 @@ through these two functions.
 
 from __future__ import annotations
 
-__all__ = ["open_envelope", "seal"]
+__all__ = ["open_envelope", "seal", "sealed_generation"]
 
 
 def seal(generation: int, payload: bytes) -> bytes:
@@ -24,3 +24,12 @@ def open_envelope(stored: bytes | None, generation: int) -> bytes | None:
     if not separator or not stored_generation.isdigit():
         return None
     return payload if int(stored_generation) == generation else None
+
+
+def sealed_generation(stored: bytes) -> int | None:
+    """The generation ``stored`` (or its first bytes) was sealed under; None if it is not
+    an envelope."""
+    stored_generation, separator, _ = stored.partition(b":")
+    if not separator or not stored_generation.isdigit():
+        return None
+    return int(stored_generation)

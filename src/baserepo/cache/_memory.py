@@ -8,8 +8,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from ._envelope import open_envelope, seal
-from ._protocol import warn_try_lock
+from ._envelope import open_envelope, seal, sealed_generation
+from ._protocol import BackendView, StoredKey, warn_try_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -196,6 +196,29 @@ class MemoryBackend:
         scores = self._scores.get(usage_key, {})
         for member in scores:
             scores[member] *= factor
+
+    async def describe(self, generation_key: str, pattern: str) -> BackendView:
+        now = self._clock()
+        keys = tuple(
+            StoredKey(
+                key,
+                len(value),
+                sealed_generation(value),
+                None if expires_at is None else expires_at - now,
+            )
+            for key, (value, expires_at) in self._data.items()
+            if fnmatch.fnmatchcase(key, pattern) and (expires_at is None or expires_at > now)
+        )
+        generation = self._generations.get(generation_key)
+        intents = self._intents.get(generation_key, {})
+        return BackendView(
+            server="",
+            # One process, no restarts: a generation here is always under the current "run".
+            generation=generation,
+            moved_under=None if generation is None else "",
+            intent_seconds_left=tuple(deadline - now for deadline in intents.values()),
+            keys=keys,
+        )
 
     async def ping(self) -> bool:
         return True

@@ -20,12 +20,20 @@ leases live in one slot: MGET and the compare-and-set scripts are single-slot op
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["CacheBackend", "Entry", "warn_try_lock"]
+__all__ = [
+    "BackendView",
+    "CacheBackend",
+    "DescribableBackend",
+    "Entry",
+    "StoredKey",
+    "warn_try_lock",
+]
 
 Entry = tuple[int, bytes | None]
 """(current generation of the model, stored payload or None). The payload is returned only
@@ -137,6 +145,48 @@ class CacheBackend(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """One stored key as ``describe`` sees it."""
+
+    key: str
+    size: int | None
+    """Bytes the key takes in the backend (Redis: ``MEMORY USAGE``); None if unknown."""
+    generation: int | None
+    """The generation an entry was sealed under (``_envelope``); None for any other value."""
+    ttl_seconds: float | None
+    """Time left to live; None without a TTL."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendView:
+    """What a backend holds for one model, raw: ``describe``'s answer (read, not judged)."""
+
+    server: str
+    """The run of the server holding the model's keys (Redis: ``run_id``; memory: "")."""
+    generation: int | None
+    """The stored generation, None if there is none."""
+    moved_under: str | None
+    """The server run the generation was last moved under, None if unrecorded."""
+    intent_seconds_left: tuple[float, ...]
+    """For each write intent in the set: seconds until its deadline (<= 0: expired)."""
+    keys: tuple[StoredKey, ...]
+    """Every key matching the pattern, metadata included."""
+
+
+@runtime_checkable
+class DescribableBackend(Protocol):
+    """A backend that can show an operator what it holds for a model (``baserepo cache
+    stats``); both built-in backends are. Not part of ``CacheBackend``: reading every key of
+    a model is an operator's occasional look, never on a request's path."""
+
+    async def describe(self, generation_key: str, pattern: str) -> BackendView:
+        """The generation of ``generation_key`` (with its server run and write intents) and
+        every key matching the glob ``pattern``, read without changing anything (no TTL
+        touched, no expired intent removed). SCAN, never KEYS."""
+        ...
 
 
 def warn_try_lock() -> None:

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._envelope import open_envelope, seal
+from ._envelope import open_envelope, seal, sealed_generation
 from ._identity import UnreplicatedBump, watch_connections
-from ._protocol import warn_try_lock
+from ._protocol import BackendView, StoredKey, warn_try_lock
 from ._scripts import SCRIPTS
 
 if TYPE_CHECKING:
@@ -35,11 +37,17 @@ if TYPE_CHECKING:
 
     from ._protocol import Entry
 
-__all__ = ["RedisBackend"]
+__all__ = ["UNAVAILABLE", "RedisBackend"]
+
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+"""redis-py's errors for a server that could not be reached, went away or did not answer."""
 
 _SCAN_COUNT = 500
 _UNLINK_CHUNK = 500
 _METADATA_MARK = ":~"
+# An envelope's generation is a decimal number of microseconds (16-17 digits): its first
+# bytes are enough to read it, without fetching the payload.
+_ENVELOPE_HEAD = 32
 
 
 class _Executes(Protocol):
@@ -327,6 +335,67 @@ class RedisBackend:
             if cursor == 0:
                 return deleted
 
+    # -- inspection (baserepo cache stats) ---------------------------------------------
+
+    async def describe(self, generation_key: str, pattern: str) -> BackendView:
+        node: ClusterNode | None = None
+        if isinstance(self._client, RedisCluster):
+            await self._ensure_cluster()
+            # Every key of a model shares its hash tag: one node holds them all.
+            node = self._client.get_node_from_key(generation_key)
+        target = {} if node is None else {"target_nodes": node}
+        server = _run_id(await self._execute("INFO", "server", **target))
+        stored, moved_under = await self._execute(
+            "MGET", generation_key, _server_key(generation_key), **{NEVER_DECODE: True}
+        )
+        intents = cast(
+            "list[tuple[Any, float]]",
+            await self._client.zrange(_intents_key(generation_key), 0, -1, withscores=True),
+        )
+        now_ms = _milliseconds_of(await self._execute("TIME", **target))
+        keys: list[StoredKey] = []
+        cursor = 0
+        while True:
+            reply = await self._execute(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT, **target
+            )
+            cursor, found = _scan_reply(reply)
+            keys += await self._stored_keys([_text(key) for key in dict.fromkeys(found)])
+            if cursor == 0:
+                break
+        return BackendView(
+            server=server,
+            generation=None if stored is None else int(stored),
+            moved_under=None if moved_under is None else _text(moved_under),
+            intent_seconds_left=tuple((float(score) - now_ms) / 1000 for _, score in intents),
+            keys=tuple(keys),
+        )
+
+    async def _stored_keys(self, keys: list[str]) -> list[StoredKey]:
+        if not keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key)
+            pipe.pttl(key)
+            # A sorted set or hash (usage, intents) answers WRONGTYPE: not an envelope.
+            pipe.getrange(key, 0, _ENVELOPE_HEAD - 1)
+        replies = await pipe.execute(raise_on_error=False)
+        stored = []
+        for index, key in enumerate(keys):
+            size, ttl_ms, head = replies[3 * index : 3 * index + 3]
+            if size is None or isinstance(size, Exception):
+                continue  # expired or deleted since the SCAN
+            stored.append(
+                StoredKey(
+                    key,
+                    int(size),
+                    None if isinstance(head, Exception) else sealed_generation(_bytes(head)),
+                    int(ttl_ms) / 1000 if isinstance(ttl_ms, int) and ttl_ms >= 0 else None,
+                )
+            )
+        return stored
+
     # -- leases (fill leases and warm locks) --------------------------------------------
 
     async def acquire_lease(self, key: str, token: str, ttl_seconds: float) -> bool:
@@ -443,6 +512,18 @@ def _run_id(info: Any) -> str:
         if line.startswith("run_id:"):
             return line.split(":", 1)[1].strip()
     raise ValueError("INFO server gave no run_id")
+
+
+def _milliseconds_of(server_time: Any) -> float:
+    # TIME as parsed by redis-py: (seconds, microseconds), or on a cluster {node: that}.
+    if isinstance(server_time, dict):
+        (server_time,) = server_time.values()
+    seconds, microseconds = server_time
+    return int(seconds) * 1000 + int(microseconds) / 1000
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def _milliseconds(seconds: float) -> int:

@@ -156,7 +156,7 @@ class UsageTracker:
             elif spec is not None:
                 decoded = decode_spec(spec)
                 operation = str(decoded.pop("operation", "list"))
-                self.tracked[key] = QueryUsage(table, operation, digest, decoded, 0)
+                self.tracked[key] = QueryUsage(table, operation, digest, decoded, score)
         for key in [k for k in self._fleet_scores if k.startswith(f"{table}:")]:
             del self._fleet_scores[key]
         self._fleet_scores.update({f"{table}:{digest}": s for digest, s in scores.items()})

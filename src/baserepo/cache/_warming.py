@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._model import model_info
 from ._guard import FAILED
@@ -41,7 +41,16 @@ if TYPE_CHECKING:
     ]
     """As ``Replay``, for a model, in a session, under a config."""
 
-__all__ = ["CacheWarmer", "replay_queries_with", "warm"]
+__all__ = [
+    "CacheWarmer",
+    "WarmObserver",
+    "WarmOutcome",
+    "replay_queries_with",
+    "warm",
+    "warm_model",
+]
+
+WarmOutcome = Literal["warmed", "already_cached", "failed"]
 
 logger = logging.getLogger("baserepo.cache.warming")
 
@@ -55,34 +64,36 @@ def replay_queries_with(replay: RepositoryReplay) -> None:
     _replay_query = replay
 
 
-async def warm(cache: QueryCache, replay: Replay) -> WarmReport:
+class WarmObserver(Protocol):
+    """Told what a warm does, query by query (``baserepo cache warm`` draws its progress bar
+    from it)."""
+
+    def started(self, queries: Sequence[QueryUsage]) -> None:
+        """The popular queries about to be replayed, in order."""
+
+    def replayed(self, usage: QueryUsage, outcome: WarmOutcome, error: str | None) -> None:
+        """One query done: ``outcome`` is ``"warmed"``, ``"already_cached"`` or ``"failed"``;
+        ``error`` says why it failed (None otherwise)."""
+
+
+async def warm(
+    cache: QueryCache, replay: Replay, observer: WarmObserver | None = None
+) -> WarmReport:
     """Replay ``cache``'s popular queries with ``replay(operation, spec)`` and report."""
     config, runtime = cache.config, cache.runtime
     started, started_at = config.clock(), config.wall_clock()
     await cache.sync_usage()
     popular = config.get_popular_queries(model=cache.table)
-    counters = cache.counters
-    warmed = already = failed = 0
+    if observer is not None:
+        observer.started(popular)
+    outcomes: dict[WarmOutcome, int] = {"warmed": 0, "already_cached": 0, "failed": 0}
     with runtime.usage.not_counted():
         for usage in popular:
-            spec = _replayable(usage)
-            if spec is None:
-                failed += 1
-                continue
-            fills, hits = counters.fills, counters.hits
-            try:
-                await replay(usage.operation, spec)
-                await cache.settle()
-            except Exception:
-                logger.exception("could not replay popular query %s", usage.digest)
-                failed += 1
-                continue
-            if counters.fills > fills:
-                warmed += 1
-            elif counters.hits > hits:
-                already += 1
-            else:
-                failed += 1
+            outcome, error = await _replay_one(cache, replay, usage)
+            outcomes[outcome] += 1
+            if observer is not None:
+                observer.replayed(usage, outcome, error)
+    warmed, already, failed = outcomes["warmed"], outcomes["already_cached"], outcomes["failed"]
     warming = config.warming_config
     await runtime.usage.decay(
         cache.table,
@@ -102,6 +113,47 @@ async def warm(cache: QueryCache, replay: Replay) -> WarmReport:
     )
     runtime.mark_warmed(report)
     return report
+
+
+async def _replay_one(
+    cache: QueryCache, replay: Replay, usage: QueryUsage
+) -> tuple[WarmOutcome, str | None]:
+    spec = _replayable(usage)
+    if spec is None:
+        return "failed", "the query's arguments could not be stored"
+    counters = cache.counters
+    fills, hits = counters.fills, counters.hits
+    try:
+        await replay(usage.operation, spec)
+        await cache.settle()
+    except Exception as error:
+        logger.exception("could not replay popular query %s", usage.digest)
+        # One line: database errors carry a statement and a link on the next ones.
+        message = (str(error).strip().splitlines() or [""])[0]
+        return "failed", f"{type(error).__name__}: {message}"
+    if counters.fills > fills:
+        return "warmed", None
+    if counters.hits > hits:
+        return "already_cached", None
+    # Read through without storing: a write intent stood, the model is not cacheable, the
+    # backend failed (counted in backend_errors)...
+    return "failed", "the result was not stored"
+
+
+async def warm_model(
+    config: CacheConfig,
+    session_factory: Callable[[], AsyncSession],
+    model: type[Any],
+    observer: WarmObserver | None = None,
+) -> WarmReport:
+    """``repo.warm_cache()`` without a repository: replay ``model``'s popular queries (from
+    the backend's fleet-wide ranking), each in a new session of ``session_factory``, now,
+    without claiming a warm interval (``CacheWarmer`` does that). Scores are aged by
+    ``decay_factor`` afterwards, as at every warm.
+    """
+    cache = query_cache_for(config, model_info(model))
+    warmer = CacheWarmer(config, session_factory, [model])
+    return await warm(cache, functools.partial(warmer._replay, model), observer)
 
 
 def _replayable(usage: QueryUsage) -> dict[str, Any] | None:

@@ -13,16 +13,19 @@ from sqlalchemy.exc import ArgumentError
 
 from .._dependencies import needs
 
-__all__ = ["connect_redis", "redact"]
+__all__ = ["connect_redis", "redact", "unavailable"]
 
 
-async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
+async def connect_redis(
+    url: str, *, connect_timeout: float = 5.0, socket_timeout: float | None = None
+) -> Any:
     """A ``redis.asyncio.Redis`` client for ``url``, checked with a PING.
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
             ``unix://...``, as ``redis.asyncio.Redis.from_url`` takes it.
         connect_timeout: seconds to wait for the connection.
+        socket_timeout: seconds to wait for any reply (None: no limit).
 
     Raises:
         MissingDependencyError: redis-py is not installed (``pip install 'baserepo[redis]'``).
@@ -33,7 +36,9 @@ async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
         from . import _redis
     # redis-py's client class, as the backend module imported it (it is not in its __all__).
     redis_class = _redis.Redis  # type: ignore[attr-defined]
-    client = redis_class.from_url(url, socket_connect_timeout=connect_timeout)
+    client = redis_class.from_url(
+        url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout
+    )
     try:
         await client.ping()
     except Exception as error:
@@ -42,9 +47,22 @@ async def connect_redis(url: str, *, connect_timeout: float = 5.0) -> Any:
     return client
 
 
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the Redis server could not be reached, went away or did not
+    answer in time (rather than refusing a command): what ``connect_redis`` raises, or
+    redis-py's connection and timeout errors."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    try:
+        from . import _redis
+    except ImportError:
+        return False
+    return isinstance(error, _redis.UNAVAILABLE)
+
+
 def redact(url: str) -> str:
     """``url`` (a database's or Redis's) with its password, if any, replaced by ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "<unparsable URL>"

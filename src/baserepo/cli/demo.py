@@ -1,4 +1,4 @@
-"""``baserepo demo`` and ``baserepo bench``: argument parsing only.
+"""``baserepo demo`` and ``baserepo bench``: their arguments and how they run.
 
 The demo is the :mod:`baserepo.demo` package; rich is optional (the ``cli`` extra): with it the
 demo prints tables and progress bars, without it plain text.
@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 
-from . import demo
-from .exceptions import BaseRepoError
+from .. import demo
+from ..exceptions import BaseRepoError
+from ._status import FAILED, INTERRUPTED, OK, USAGE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["add_bench_command", "add_demo_command", "run_bench", "run_demo"]
 
-BENCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "scenarios" / "bulk_vs_individual.py"
+BENCH_SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "scenarios" / "bulk_vs_individual.py"
 """Present in a source checkout (``pip install -e``), absent from an installed wheel."""
 
 
@@ -34,14 +35,10 @@ def _rows(value: str) -> int:
     return rows
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="baserepo", description="baserepo: async repositories with fast bulk operations."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo_command = commands.add_parser(
         "demo",
-        help="walk through the user guide's bulk operations and query cache on a real database",
+        help="walk through the user guide's (docs/guide.md) bulk operations and query cache on a real database",
         description="Walk through the user guide's bulk operations and query cache on a fresh "
         "demo_users table (dropped and recreated on every run).",
     )
@@ -73,22 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     demo_command.add_argument(
         "--plain", action="store_true", help="plain text even if rich is installed"
     )
+
+
+def add_bench_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_parser(
         "bench",
         help="run bench/scenarios/bulk_vs_individual.py (source checkouts only); "
         "options after 'bench' go to the script",
         add_help=False,
     )
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``baserepo`` command; returns the exit status."""
-    args, rest = _parser().parse_known_args(argv)
-    if args.command == "bench":
-        return _bench(rest)
-    if rest:
-        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+def run_demo(args: argparse.Namespace) -> int:
     url = args.database_url or demo.default_database_url()
     redis_url = args.redis_url or demo.default_redis_url()
     try:
@@ -98,23 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except (BaseRepoError, sa_exc.SQLAlchemyError, OSError) as exc:
         print(f"baserepo demo: failed on {demo.redact(url)}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return FAILED
+    return OK
 
 
-def _bench(args: Sequence[str]) -> int:
+def run_bench(args: Sequence[str]) -> int:
     if not BENCH_SCRIPT.is_file():
         print(
             f"baserepo bench: {BENCH_SCRIPT} not found; the benchmark ships with the source "
             "checkout, not the installed package",
             file=sys.stderr,
         )
-        return 2
+        return USAGE
     return subprocess.call([sys.executable, str(BENCH_SCRIPT), *args])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
