@@ -53,6 +53,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from .._fast_records import PreparedRows
 from .._lookups import CaseSensitiveMatch
+from .._telemetry import note_strategy
 from .._transactions import register_savepoint_check
 from ._insert import (
     ExecutemanyInsert,
@@ -291,6 +292,7 @@ class SqliteDialect:
                 bound = binder(values)
                 if bound is not values:
                     flat[position::width] = bound
+        note_strategy("values")
         batch = _Batch(self, connection, table, keys, flat)
 
         if not ignore_conflicts and not pk_known and plan.has_rowid:

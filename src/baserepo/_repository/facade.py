@@ -6,6 +6,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from .._telemetry import trace_calls
 from ..cache._warming import replay_queries_with
 from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
@@ -76,3 +77,7 @@ async def _replay_for_warmer(
 
 # CacheWarmer replays queries through a repository; the cache never imports this module.
 replay_queries_with(_replay_for_warmer)
+
+
+# One span per call of every public method (docs/observability.md); nothing without OpenTelemetry.
+trace_calls(BaseRepository)

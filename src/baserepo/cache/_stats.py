@@ -85,6 +85,10 @@ class Stats:
             counters = self._counters[table] = Counters()
         return counters
 
+    def by_table(self) -> list[tuple[str, Counters]]:
+        """Every table's counters (a copy of the list: metrics read it from their thread)."""
+        return list(self._counters.items())
+
     def backend_error(self, table: str) -> None:
         self.counters(table).backend_errors += 1
 
