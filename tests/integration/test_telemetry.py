@@ -8,8 +8,10 @@ OpenTelemetry installed, runs in a fresh interpreter (``test_telemetry_off.py``)
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import Integer, text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, CacheConfig
@@ -427,3 +429,32 @@ async def test_mariadb_warnings_are_summarised_once_per_batch(
         ]
         * 2
     )
+
+
+async def test_cache_counters_never_go_back_when_a_cache_config_is_collected(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    registry = CollectorRegistry()
+    register_prometheus(registry)
+
+    def hits() -> float:
+        return registry.get_sample_value("baserepo_cache_hits_total", {"model": "User"}) or 0.0
+
+    async def miss_then_hit(config: CacheConfig) -> None:
+        # In a function of its own: the session (which holds the cache) ends with it.
+        async with session_factory() as session:
+            repo = BaseRepository(User, session, config)
+            await repo.list({"department": "eng"})
+            await session.commit()
+            await config.settle()
+            await repo.list({"department": "eng"})
+
+    before = hits()
+    config = CacheConfig(key_prefix=f"gc-{uuid.uuid4().hex[:8]}")
+    await miss_then_hit(config)
+    assert hits() - before == 1
+    collected = weakref.ref(config.runtime)
+    del config
+    gc.collect()
+    assert collected() is None  # the config and its counters are gone...
+    assert hits() - before == 1  # ...and what they counted stays

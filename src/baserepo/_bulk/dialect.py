@@ -79,6 +79,8 @@ class BulkDialect(Protocol):
     requirement: ClassVar[str]
     """The database (and version) it needs, for the error a database without it gets."""
 
+    db_system: str
+    """OpenTelemetry's name of the database (the ``db.system`` attribute of spans)."""
     max_parameters: int
     """Bind parameters one statement may carry; batches are clamped to fit."""
     default_batch_size: int

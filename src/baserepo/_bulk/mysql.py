@@ -87,6 +87,7 @@ class MysqlDialect:
         """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_BATCH_SIZE
         # MariaDB hands out autoincrement keys in row order within one multi-row INSERT.

@@ -109,6 +109,7 @@ class PostgresqlDialect:
         """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "postgresql"
         # The executemany fallback sends one parameter per value: SQLAlchemy's limit for
         # this dialect keeps it below the driver's (asyncpg refuses more than 32767).
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters

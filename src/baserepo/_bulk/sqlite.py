@@ -156,6 +156,7 @@ class SqliteDialect:
         enable_savepoints(engine)
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "sqlite"
         # SQLAlchemy's limit for the dialect, below SQLITE_MAX_VARIABLE_NUMBER (32766).
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_SQLITE_BATCH_SIZE

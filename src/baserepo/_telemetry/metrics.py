@@ -57,7 +57,8 @@ CACHE_COUNTERS: dict[str, str] = {
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 """The breaker state gauge's values."""
 
-_lock = threading.Lock()
+_lock = threading.RLock()
+"""Reentrant: a cache runtime collected while the lock is held retires under it."""
 _records: dict[tuple[str, str, str, str], int] = {}
 """(operation, model, outcome, failure kind or "") -> records."""
 
@@ -80,6 +81,8 @@ class DurationHistogram:
 
 _durations: dict[tuple[str, str], DurationHistogram] = {}
 _runtimes: weakref.WeakSet[Any] = weakref.WeakSet()
+_retired: dict[str, dict[str, int]] = {}
+"""Model -> counter -> what cache runtimes collected since counted: counters never go back."""
 _histogram: Any = None
 """OpenTelemetry's batch duration histogram, once the API is loaded."""
 
@@ -108,8 +111,24 @@ def record_batch(operation: str, model: str, seconds: float, outcome: str) -> No
 
 
 def watch_cache(runtime: Any) -> None:
-    """Report the counters and breaker of ``runtime`` (a ``CacheRuntime``) while it lives."""
+    """Report the counters of ``runtime`` (a ``CacheRuntime``), and its breaker while it
+    lives; when it is collected its counts stay in the totals."""
     _runtimes.add(runtime)
+    # The stats, not the runtime: they hold no reference back to it, so it can still die.
+    weakref.finalize(runtime, _retire, runtime.stats)
+
+
+def _retire(stats: Any) -> None:
+    with _lock:
+        _add_counts(_retired, stats)
+
+
+def _add_counts(totals: dict[str, dict[str, int]], stats: Any) -> None:
+    for table, counters in stats.by_table():
+        name = stats.model_name(table)
+        into = totals.setdefault(name, dict.fromkeys(CACHE_COUNTERS, 0))
+        for counter, attribute in CACHE_COUNTERS.items():
+            into[counter] += getattr(counters, attribute)
 
 
 def bulk_records() -> list[tuple[tuple[str, str, str, str], int]]:
@@ -127,14 +146,10 @@ def batch_durations() -> list[tuple[tuple[str, str], DurationHistogram]]:
 
 def cache_counts() -> dict[str, dict[str, int]]:
     """Model -> counter -> count, summed over every live cache config."""
-    totals: dict[str, dict[str, int]] = {}
-    for runtime in list(_runtimes):
-        # Counted per table; reported per model class, as bulk calls and spans name them.
-        names = {cache.table: model.__name__ for model, cache in list(runtime.models.items())}
-        for table, counters in runtime.stats.by_table():
-            into = totals.setdefault(names.get(table, table), dict.fromkeys(CACHE_COUNTERS, 0))
-            for name, attribute in CACHE_COUNTERS.items():
-                into[name] += getattr(counters, attribute)
+    with _lock:
+        totals = {model: dict(counts) for model, counts in _retired.items()}
+        for runtime in list(_runtimes):
+            _add_counts(totals, runtime.stats)
     return totals
 
 

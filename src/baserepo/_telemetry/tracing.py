@@ -22,14 +22,16 @@ if typing.TYPE_CHECKING:
 
     from ._otel import Span
 
-__all__ = ["bulk_attributes", "db_system", "event", "set_attribute", "span", "trace_calls"]
+__all__ = ["bulk_attributes", "event", "set_attribute", "span", "trace_calls"]
 
 _DB_SYSTEM_KEY = "_baserepo_db_system"
 
 
-def trace_calls(cls: type[Any]) -> None:
+def trace_calls(cls: type[Any], db_system: Callable[[Any], str | None]) -> None:
     """Wrap every public coroutine method of ``cls`` (its bases' included) in a span named
     ``baserepo.<method>``; nested calls (``restore`` reading with ``get``) nest their spans.
+    ``db_system(repository)``: its database's OpenTelemetry name, None while unknown (not
+    connected yet).
 
     Done once, on the class: the methods stay free of span code, and without
     ``opentelemetry-api`` nothing is wrapped at all.
@@ -43,10 +45,12 @@ def trace_calls(cls: type[Any]) -> None:
         if not name.startswith("_") and inspect.iscoroutinefunction(value)
     }
     for name in sorted(names):
-        setattr(cls, name, _traced(getattr(cls, name)))
+        setattr(cls, name, _traced(getattr(cls, name), db_system))
 
 
-def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _traced(
+    method: Callable[..., Awaitable[Any]], db_system: Callable[[Any], str | None]
+) -> Callable[..., Awaitable[Any]]:
     span_name = f"baserepo.{method.__name__}"
 
     @functools.wraps(method)
@@ -54,7 +58,10 @@ def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
         active = tracer()
         if active is None:
             return await method(self, *args, **kwargs)
-        attributes = {"db.system": db_system(self), "baserepo.model": self.model.__name__}
+        attributes = {"baserepo.model": self.model.__name__}
+        system = _known_db_system(self, db_system)
+        if system is not None:
+            attributes["db.system"] = system
         with active.start_as_current_span(span_name, attributes=attributes) as current:
             try:
                 result = await method(self, *args, **kwargs)
@@ -63,6 +70,8 @@ def _traced(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
                 raise
             if isinstance(result, BulkOperationResult):
                 current.set_attributes(bulk_attributes(result))
+            if system is None and (system := _known_db_system(self, db_system)) is not None:
+                current.set_attribute("db.system", system)  # connected by the call itself
             return result
 
     return call
@@ -76,17 +85,13 @@ def bulk_attributes(result: BulkOperationResult) -> dict[str, int]:
     }
 
 
-def db_system(repository: Any) -> str:
-    """OpenTelemetry's name of the repository's database (``postgresql``, ``sqlite``,
-    ``mariadb``, ``mysql``), found once per repository."""
+def _known_db_system(repository: Any, db_system: Callable[[Any], str | None]) -> str | None:
+    """``db_system(repository)``, asked until it knows (then kept on the repository)."""
     known: str | None = repository.__dict__.get(_DB_SYSTEM_KEY)
     if known is None:
-        from sqlalchemy import inspect as sa_inspect
-
-        bind = repository.session.sync_session.get_bind(mapper=sa_inspect(repository.model))
-        dialect = bind.dialect
-        known = "mariadb" if getattr(dialect, "is_mariadb", False) else str(dialect.name)
-        repository.__dict__[_DB_SYSTEM_KEY] = known
+        known = db_system(repository)
+        if known is not None:
+            repository.__dict__[_DB_SYSTEM_KEY] = known
     return known
 
 
