@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, CacheConfig
-from baserepo.exceptions import InvalidFilterError
+from baserepo.exceptions import BulkOperationError, InvalidFilterError
 from baserepo.metrics import register_prometheus
 from tests.models import User
 from tests.redis_servers import REDIS_URL
@@ -458,3 +458,32 @@ async def test_cache_counters_never_go_back_when_a_cache_config_is_collected(
     gc.collect()
     assert collected() is None  # the config and its counters are gone...
     assert hits() - before == 1  # ...and what they counted stays
+
+
+async def test_a_call_that_stops_midway_counts_every_record_and_errs_its_span(
+    otel: Otel, session: AsyncSession
+) -> None:
+    def records() -> Iterator[dict[str, Any]]:
+        for i in range(15):
+            yield user(i, "s")
+        raise RuntimeError("the input broke")
+
+    created = attrs(operation="bulk_create", model="User", outcome="created")
+    skipped = attrs(
+        operation="bulk_create", model="User", outcome="failed", failure_kind="not_attempted"
+    )
+    before = otel.points("baserepo.bulk.records")
+    with pytest.raises(BulkOperationError) as stopped:
+        await BaseRepository(User, session).bulk_create(records(), batch_size=10)
+    assert (stopped.value.result.success_count, stopped.value.result.error_count) == (10, 5)
+
+    after = otel.points("baserepo.bulk.records")
+    assert after[created] - before.get(created, 0) == 10
+    assert after[skipped] - before.get(skipped, 0) == 5
+    [call] = otel.spans("baserepo.bulk_create")
+    assert call.status.status_code is StatusCode.ERROR
+    assert (call.attributes["baserepo.success_count"], call.attributes["baserepo.error_count"]) == (  # type: ignore[index]
+        10,
+        5,
+    )
+    assert call.attributes["baserepo.batches"] == 1  # type: ignore[index]

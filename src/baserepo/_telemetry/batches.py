@@ -71,7 +71,7 @@ class BulkCall:
         self.batches += 1
         return Batch(self, rows)
 
-    def count(self) -> None:
+    def count(self, *, final: bool = False) -> None:
         """Add what the tally gained since the last count to the record metrics."""
         tally = self.tally
         now = (
@@ -94,18 +94,21 @@ class BulkCall:
             if gained:
                 outcomes[(outcome, "")] = outcomes.get((outcome, ""), 0) + gained
         if now[4] != before[4]:
-            # The whole list, not its new tail: ``Tally.result`` sorts it in place when a
-            # call stops, and the counts by kind are what must come out right.
+            # Between batches failures are only appended: the new tail is what each batch
+            # added. ``Tally.result`` sorts the list in place as the call ends, so the last
+            # count reads it whole (once per call) and adds what the tails did not count.
             failed: Counter[str] = Counter()
-            for failure in tally.failures:
+            for failure in tally.failures if final else tally.failures[before[4] :]:
                 failed[str(failure.kind)] += len(failure.ids) or 1
-            for kind, count in (failed - self._failed).items():
+            if final:
+                failed -= self._failed
+            for kind, count in failed.items():
                 outcomes[("failed", kind)] = count
-            self._failed = failed
+            self._failed += failed
         record_outcomes(self.operation, self.model, outcomes)
 
     def finish(self) -> None:
-        self.count()
+        self.count(final=True)
         set_attribute("baserepo.batches", self.batches)
 
 
