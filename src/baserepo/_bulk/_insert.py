@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Insert, Table, insert
 
 from .._fast_records import PreparedRows
+from .._telemetry import note_strategy
 from ..exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class ExecutemanyInsert:
     async def _insert_group(
         self, session: AsyncSession, info: ModelInfo, rows: list[Row], ignore_conflicts: bool
     ) -> list[Any | None]:
+        note_strategy("executemany")
         table = info.table
         pk_known = keys_are_known(info, rows)
         pk = table.c[info.column_keys[info.pk_attr]]

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import bindparam, select, tuple_, update
 
+from .._telemetry import note_strategy
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -115,6 +117,7 @@ async def read_then_write(
     plan: UpsertPlan,
 ) -> list[tuple[Any, Outcome]]:
     """Rows of one key set: locking read, compare, insert the new, update the changed."""
+    note_strategy("read_then_write")
     table = info.table
     given = list(rows[0])
     columns = plan.updated_columns(given)

@@ -29,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
+from .._telemetry import BulkCall, rolled_back
 from .._transactions import atomic
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy, is_transient
@@ -85,74 +86,91 @@ class BulkChanges:
         size = dialect.change_batch_size(batch_size, deleting=deleting)
         tally = Tally()
         operation = "bulk_delete" if values is None or stops_matching else "bulk_update"
-        last: Any = None
-        whole = dialect.tries_whole_call(deleting=deleting)
-        more = True
-        attempts = BatchAttempts(self._retry, self._session)
-        while more:
-            batch: ChangeBatch | None = None
-            try:
-                async with atomic(self._session), retiring_broken_connection(self._session):
-                    batch = await dialect.change(
-                        self._session, self._target, condition, values, size, last, whole
+        telemetry = BulkCall(operation, self._info.model.__name__, tally)
+        try:
+            last: Any = None
+            whole = dialect.tries_whole_call(deleting=deleting)
+            more = True
+            attempts = BatchAttempts(self._retry, self._session)
+            while more:
+                with telemetry.batch(size) as current:
+                    batch: ChangeBatch | None = None
+                    try:
+                        async with atomic(self._session), retiring_broken_connection(self._session):
+                            batch = await dialect.change(
+                                self._session, self._target, condition, values, size, last, whole
+                            )
+                            if batch.ids and on_batch is not None:
+                                on_batch(batch.ids, [values] if values else [])
+                    except sa_exc.SQLAlchemyError as error:
+                        if await attempts.again(error):
+                            current.outcome = "retried"
+                            continue
+                        tries, attempts = attempts.tries, BatchAttempts(self._retry, self._session)
+                        if whole and not is_unavailable(error):
+                            # Nothing of the whole-call attempt stands: go on in key order,
+                            # where a failing batch is told apart from the others and reported
+                            # with its keys.
+                            whole = False
+                            current.outcome = "retried"
+                            continue
+                        ids: list[Any] = []
+                        if batch is not None and batch.ids:
+                            ids = (
+                                batch.ids
+                            )  # the change went through; the commit (or RELEASE) did not
+                        elif not is_unavailable(error):
+                            ids = await self._keys_of(
+                                next_keys(self._target.pk, condition, size, last), error
+                            )
+                        if not ids:
+                            if is_transient(error) and not is_unavailable(error):
+                                # Its rows have stopped matching meanwhile: nothing is left to
+                                # change and no row to report.
+                                break
+                            if tally.success_count == 0 and not tally.failures:
+                                raise translate(
+                                    error
+                                ) from error  # nothing written: no result to keep
+                            # Earlier batches committed: the caller gets them with the reason
+                            # it stopped.
+                            tally.fail(_batch_failure((), error, "could not select the next batch"))
+                            why = (
+                                "the connection to the database failed"
+                                if is_unavailable(error)
+                                else f"a batch failed with no rows to report: {describe(error)}"
+                            )
+                            raise stopped(operation, tally, why) from translate(error)
+                        spent = f" after {tries} tries" if tries > 1 else ""
+                        tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
+                        held = f"{len(ids)} rows, keys {ids[0]!r} to {ids[-1]!r}"
+                        rolled_back(held, None, f"{database_message(error)}{spent}")
+                        current.rows = len(ids)
+                        if is_unavailable(error):  # nothing more can be done on this connection
+                            raise stopped(
+                                operation, tally, "the connection to the database failed"
+                            ) from (translate(error))
+                        last, more = ids[-1], len(ids) >= size
+                    else:
+                        attempts = BatchAttempts(self._retry, self._session)
+                        tally.success_count += len(batch.ids)
+                        tally.affected_ids.extend(batch.ids)
+                        current.rows = len(batch.ids)
+                        last, more, whole = batch.last, batch.more, False
+                        if not batch.ids:
+                            continue
+                # Rows handled, not batches: a failed batch counts every row it held.
+                try:
+                    await report_progress(
+                        progress, tally.success_count + sum(len(f.ids) for f in tally.failures)
                     )
-                    if batch.ids and on_batch is not None:
-                        on_batch(batch.ids, [values] if values else [])
-            except sa_exc.SQLAlchemyError as error:
-                if await attempts.again(error):
-                    continue
-                tries, attempts = attempts.tries, BatchAttempts(self._retry, self._session)
-                if whole and not is_unavailable(error):
-                    # Nothing of the whole-call attempt stands: go on in key order, where a
-                    # failing batch is told apart from the others and reported with its keys.
-                    whole = False
-                    continue
-                ids: list[Any] = []
-                if batch is not None and batch.ids:
-                    ids = batch.ids  # the change went through; the commit (or RELEASE) did not
-                elif not is_unavailable(error):
-                    ids = await self._keys_of(
-                        next_keys(self._target.pk, condition, size, last), error
-                    )
-                if not ids:
-                    if is_transient(error) and not is_unavailable(error):
-                        # Its rows have stopped matching meanwhile: nothing is left to change
-                        # and no row to report.
-                        break
-                    if tally.success_count == 0 and not tally.failures:
-                        raise translate(error) from error  # nothing written: no result to keep
-                    # Earlier batches committed: the caller gets them with the reason it stopped.
-                    tally.fail(_batch_failure((), error, "could not select the next batch"))
-                    why = (
-                        "the connection to the database failed"
-                        if is_unavailable(error)
-                        else f"a batch failed with no rows to report: {describe(error)}"
-                    )
-                    raise stopped(operation, tally, why) from translate(error)
-                spent = f" after {tries} tries" if tries > 1 else ""
-                tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
-                if is_unavailable(error):  # nothing more can be done on this connection
-                    raise stopped(operation, tally, "the connection to the database failed") from (
-                        translate(error)
-                    )
-                last, more = ids[-1], len(ids) >= size
-            else:
-                attempts = BatchAttempts(self._retry, self._session)
-                tally.success_count += len(batch.ids)
-                tally.affected_ids.extend(batch.ids)
-                last, more, whole = batch.last, batch.more, False
-                if not batch.ids:
-                    continue
-            # Rows handled, not batches: a failed batch counts every row it held.
-            try:
-                await report_progress(
-                    progress, tally.success_count + sum(len(f.ids) for f in tally.failures)
-                )
-            except Exception as error:
-                raise stopped(
-                    operation, tally, f"the progress callback raised {describe(error)}"
-                ) from error
-        return tally.result()
+                except Exception as error:
+                    raise stopped(
+                        operation, tally, f"the progress callback raised {describe(error)}"
+                    ) from error
+            return tally.result()
+        finally:
+            telemetry.finish()  # also when the call stops midway
 
     async def _keys_of(self, query: Select[Any], failure: sa_exc.SQLAlchemyError) -> list[Any]:
         """The keys a failed batch held, to report them and move past them.

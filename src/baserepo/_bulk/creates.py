@@ -25,6 +25,7 @@ from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, is_unique_violation, translate
 from .._results import BulkOperationResult, FailureKind, RecordFailure
+from .._telemetry import BulkCall, rolled_back
 from .._transactions import atomic, caller_owns_transaction, ensure_savepoints_work
 from ._batching import Batches
 from ._guards import refuse_autocommit, retiring_broken_connection
@@ -116,51 +117,56 @@ class BulkEngine:
         size = self.clamp(batch_size)
         await refuse_autocommit(self._session, self._info.model)
         tally = Tally()
-        batches = Batches(records, size)
-        iterator = aiter(batches)
-        next_index = 0
-        while True:
-            try:
-                batch = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except Exception as error:
-                pending = batches.pending
-                why = f"the input raised {describe(error)}"
-                taken = range(next_index, next_index + len(pending))
-                self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped(call, tally, why) from error
-            first_index, next_index = next_index, next_index + len(batch)
-            reported_before = len(tally.failures)
-            positions: list[int] = []
-            rows: list[Row] = []
-            try:
-                positions, rows = self._prepare(batch, first_index, tally)
-                if select is not None:
-                    positions, rows = select(positions, rows, tally)
-                if rows:
-                    await write(tally, positions, rows)
-            except _Unavailable as exc:
-                cause = translate(exc.error)
-                if tally.success_count == 0 and reported_before == 0:
-                    raise cause from exc.error  # nothing written: the whole input is to retry
-                why = f"the connection to the database failed: {database_message(exc.error)}"
-                self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
-                raise stopped(call, tally, why) from cause
-            except Exception as error:  # not the data's fault: the batch's unit rolled back
-                if tally.success_count == 0 and reported_before == 0:
-                    raise
-                why = f"the call stopped on {describe(error)}"
-                indexes, left = _unreported(tally, reported_before, first_index, batch)
-                self._fail_all(tally, indexes, left, FailureKind.NOT_ATTEMPTED, why)
-                raise stopped(call, tally, why) from error
-            try:
-                await report_progress(progress, next_index)
-            except Exception as error:
-                raise stopped(
-                    call, tally, f"the progress callback raised {describe(error)}"
-                ) from error
-        return tally.result()
+        telemetry = BulkCall(call, self._info.model.__name__, tally)
+        try:
+            batches = Batches(records, size)
+            iterator = aiter(batches)
+            next_index = 0
+            while True:
+                try:
+                    batch = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:
+                    pending = batches.pending
+                    why = f"the input raised {describe(error)}"
+                    taken = range(next_index, next_index + len(pending))
+                    self._fail_all(tally, taken, pending, FailureKind.NOT_ATTEMPTED, why)
+                    raise stopped(call, tally, why) from error
+                first_index, next_index = next_index, next_index + len(batch)
+                reported_before = len(tally.failures)
+                positions: list[int] = []
+                rows: list[Row] = []
+                try:
+                    with telemetry.batch(len(batch)):
+                        positions, rows = self._prepare(batch, first_index, tally)
+                        if select is not None:
+                            positions, rows = select(positions, rows, tally)
+                        if rows:
+                            await write(tally, positions, rows)
+                except _Unavailable as exc:
+                    cause = translate(exc.error)
+                    if tally.success_count == 0 and reported_before == 0:
+                        raise cause from exc.error  # nothing written: the whole input is to retry
+                    why = f"the connection to the database failed: {database_message(exc.error)}"
+                    self._fail_all(tally, positions, rows, FailureKind.UNAVAILABLE, why)
+                    raise stopped(call, tally, why) from cause
+                except Exception as error:  # not the data's fault: the batch's unit rolled back
+                    if tally.success_count == 0 and reported_before == 0:
+                        raise
+                    why = f"the call stopped on {describe(error)}"
+                    indexes, left = _unreported(tally, reported_before, first_index, batch)
+                    self._fail_all(tally, indexes, left, FailureKind.NOT_ATTEMPTED, why)
+                    raise stopped(call, tally, why) from error
+                try:
+                    await report_progress(progress, next_index)
+                except Exception as error:
+                    raise stopped(
+                        call, tally, f"the progress callback raised {describe(error)}"
+                    ) from error
+            return tally.result()
+        finally:
+            telemetry.finish()  # also when the call stops midway
 
     def _prepare(
         self, batch: list[Any], first_index: int, tally: Tally
@@ -353,6 +359,8 @@ class BulkEngine:
         culprit, cause = await self._find_culprit(rows, ignore_conflicts, error, keys)
         reason = _reason(cause)
         span = f"records {positions[0]}-{positions[-1]}"
+        blamed = positions[culprit] if culprit is not None else None
+        rolled_back(f"records {positions[0]}-{positions[-1]}", blamed, reason)
         for offset, (index, row) in enumerate(zip(positions, rows, strict=True)):
             if culprit is None:
                 failure = RecordFailure(

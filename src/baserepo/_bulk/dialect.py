@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sqlalchemy import ColumnElement, delete, select, update
 
+from .._telemetry import note_strategy
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -77,6 +79,8 @@ class BulkDialect(Protocol):
     requirement: ClassVar[str]
     """The database (and version) it needs, for the error a database without it gets."""
 
+    db_system: str
+    """OpenTelemetry's name of the database (the ``db.system`` attribute of spans)."""
     max_parameters: int
     """Bind parameters one statement may carry; batches are clamped to fit."""
     default_batch_size: int
@@ -182,6 +186,7 @@ async def subquery_change(
 ) -> ChangeBatch:
     """One statement; only for a database whose statement is atomic against other writers
     (it then changes exactly the keys its subquery chose)."""
+    note_strategy("subquery")
     pk = target.pk
     chosen = pk.in_(next_keys(pk, condition, size, last).with_for_update())
     result = await session.execute(change_statement(target.table, chosen, values).returning(pk))
@@ -200,6 +205,7 @@ async def keyed_change(
     """The keys read and locked first, then changed by key (``size`` keys as parameters)."""
     # A locking read: it waits for rows other transactions hold and then sees their
     # newest committed version, so the keys are those matching now, and stay locked.
+    note_strategy("keyed")
     pk = target.pk
     query = next_keys(pk, condition, size, last).with_for_update()
     ids = list((await session.execute(query)).scalars())

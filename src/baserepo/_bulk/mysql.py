@@ -19,6 +19,8 @@ changed by key (``dialect.keyed_change``).
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +28,7 @@ from sqlalchemy import ColumnElement, Insert, Table, insert
 from sqlalchemy.ext.compiler import compiles
 
 from .._lookups import CaseSensitive
+from .._telemetry import event
 from ._batching import DEFAULT_BATCH_SIZE
 from ._insert import ExecutemanyInsert
 from ._upsert import Outcome, UpsertPlan, read_then_write
@@ -84,6 +87,7 @@ class MysqlDialect:
         """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_BATCH_SIZE
         # MariaDB hands out autoincrement keys in row order within one multi-row INSERT.
@@ -127,19 +131,31 @@ class MysqlDialect:
         ignore_conflicts: bool,
         key_pool: KeyPool | None = None,
     ) -> list[Any | None]:
-        if not ignore_conflicts:
-            return await self._executemany.insert(session, info, rows, ignore_conflicts=False)
+        # asyncmy logs every warning of the server on its own logger, one line each (a line
+        # per skipped row under INSERT IGNORE): they are held and summarised per batch here.
         driver_logger = logging.getLogger(DRIVER_LOGGER)
         if _FILTER not in driver_logger.filters:
             driver_logger.addFilter(_FILTER)
         held: list[str] = []
         token = _held.set(held)
         try:
-            ids = await self._executemany.insert(session, info, rows, ignore_conflicts=True)
+            ids = await self._executemany.insert(
+                session, info, rows, ignore_conflicts=ignore_conflicts
+            )
         finally:
             _held.reset(token)
         if held:
-            _summarise(info.table.name, held, skipped=ids.count(None), total=len(rows))
+            event("mariadb.warnings", {"baserepo.warnings": len(held)})
+            if ignore_conflicts:
+                _summarise(info.table.name, held, skipped=ids.count(None), total=len(rows))
+            else:
+                logger.warning(
+                    "INSERT into %s: the server warned %d times for %d rows: %s",
+                    info.table.name,
+                    len(held),
+                    len(rows),
+                    _distinct(held),
+                )
         return ids
 
     def rows_per_update(
@@ -160,6 +176,18 @@ class MysqlDialect:
         return await case_update_rows(
             session, target, condition, keys, columns, common, returning=False
         )
+
+
+_AT_ROW = re.compile(r" at row \d+$")
+
+
+def _distinct(warnings: list[str], shown: int = 3) -> str:
+    """The distinct warnings (their "at row N" left out) with how many rows each concerns."""
+    counts = Counter(_AT_ROW.sub("", warning) for warning in warnings)
+    parts = [f"{text} ({count} rows)" for text, count in counts.most_common(shown)]
+    if len(counts) > shown:
+        parts.append(f"and {len(counts) - shown} other warnings")
+    return "; ".join(parts)
 
 
 def _summarise(table: str, warnings: list[str], *, skipped: int, total: int) -> None:

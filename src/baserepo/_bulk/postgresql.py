@@ -51,6 +51,7 @@ from sqlalchemy.dialects import postgresql
 from .._column_kinds import kind_of
 from .._fast_records import PreparedRows
 from .._replicas import WalPositions, register_wal_positions
+from .._telemetry import note_strategy
 from ._insert import (
     ExecutemanyInsert,
     align_returned,
@@ -108,6 +109,7 @@ class PostgresqlDialect:
         """Nothing: SAVEPOINT works as the driver comes."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "postgresql"
         # The executemany fallback sends one parameter per value: SQLAlchemy's limit for
         # this dialect keeps it below the driver's (asyncpg refuses more than 32767).
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
@@ -173,6 +175,7 @@ class PostgresqlDialect:
         if copied is not None:
             return copied
 
+        note_strategy("unnest")
         matched = match_keys(info, rows[0]) if ignore_conflicts else []
         statement = _unnest_insert(table, keys, info.column_keys[info.pk_attr], matched)
         if ignore_conflicts:
@@ -196,9 +199,11 @@ class PostgresqlDialect:
         defaults = self._python_defaults(info)
         params: Any
         if defaults is None:
+            note_strategy("executemany_on_conflict")
             statement = postgresql.insert(table)
             params = list(rows)
         else:
+            note_strategy("unnest_on_conflict")
             filled = [key for key in defaults if key not in rows[0]]
             arrays = [list(map(itemgetter(key), rows)) for key in given]
             arrays += [defaults[key](len(rows)) for key in filled]
@@ -267,6 +272,7 @@ class PostgresqlDialect:
         last: Any,
         whole: bool,
     ) -> ChangeBatch:
+        note_strategy("whole" if whole else "range")
         pk = target.pk
         if whole:
             # Counted in any order, as the planner finds cheapest; the change runs only when
@@ -320,6 +326,7 @@ class PostgresqlDialect:
             return await case_update_rows(
                 session, target, condition, keys, columns, common, returning=True
             )
+        note_strategy("unnest")
         statement = _unnest_update(target, condition, list(columns), common)
         parameters = {"baserepo_k": keys} | {
             f"baserepo_p{i}": values for i, values in enumerate(columns.values())

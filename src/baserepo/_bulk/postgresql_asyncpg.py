@@ -52,13 +52,14 @@ import hashlib
 import weakref
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import any_, bindparam, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 from .._errors import is_connection_state
+from .._telemetry import note_strategy, span
 from .postgresql import PostgresqlDialect
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ if TYPE_CHECKING:
     from .dialect import ChangeBatch, ChangeTarget
 
 __all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
+
+T = TypeVar("T")
 
 _TARGET_SQL = text(
     """
@@ -300,10 +303,25 @@ async def _copy_records(
     columns: Sequence[str],
     records: Iterable[tuple[Any, ...]],
 ) -> None:
-    await _on_driver(session, lambda driver: _copy_in(driver, table_name, schema, columns, records))
+    # The COPY goes past SQLAlchemy (no echo, no cursor events, no SQLAlchemy or asyncpg
+    # instrumentation sees it): its own span says what it wrote.
+    note_strategy("copy")
+    attributes = {"db.system": "postgresql", "db.operation": "COPY", "db.sql.table": table_name}
+    with span("baserepo.copy", attributes) as copying:
+        status = await _on_driver(
+            session, lambda driver: _copy_in(driver, table_name, schema, columns, records)
+        )
+        if copying is not None:
+            copying.set_attribute("baserepo.rows", _copied_rows(status))
 
 
-async def _on_driver(session: AsyncSession, work: Callable[[Any], Awaitable[None]]) -> None:
+def _copied_rows(status: str) -> int:
+    """The row count of a ``COPY <n>`` command status."""
+    _, _, count = status.rpartition(" ")
+    return int(count) if count.isdigit() else -1
+
+
+async def _on_driver(session: AsyncSession, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work`` on the session's asyncpg connection, inside the unit's transaction; its
     errors are those ``session.execute`` would raise."""
     connection = await session.connection()
@@ -317,7 +335,7 @@ async def _on_driver(session: AsyncSession, work: Callable[[Any], Awaitable[None
         # that should roll it back; behind PgBouncer, on any server connection.
         await connection.exec_driver_sql("SELECT 1")
     try:
-        await work(driver)
+        return await work(driver)
     except Exception as error:
         translated = _as_sqlalchemy_error(raw.dbapi_connection, connection.dialect, error)
         if isinstance(translated, sa_exc.DBAPIError) and translated.connection_invalidated:
@@ -333,9 +351,9 @@ async def _copy_in(
     schema: str | None,
     columns: Sequence[str],
     records: Iterable[tuple[Any, ...]],
-) -> None:
-    """asyncpg's ``copy_records_to_table``, with the statement that describes the columns
-    unnamed.
+) -> str:
+    """asyncpg's ``copy_records_to_table`` (returning its status, ``COPY <n>``), with the
+    statement that describes the columns unnamed.
 
     asyncpg prepares ``SELECT <columns> FROM <table> LIMIT 1`` to learn the columns' types
     (COPY's binary encoders) and, with its statement cache on (its default, and SQLAlchemy's
@@ -353,7 +371,7 @@ async def _copy_in(
     described = await driver.prepare(f"SELECT {names} FROM {target} LIMIT 1", name="")
     # Private, and needed: asyncpg's public COPY names its statement itself; this is the call
     # it makes with it (same arguments: no reader, no data, the records, the statement).
-    await driver._protocol.copy_in(
+    status: str = await driver._protocol.copy_in(
         f"COPY {target} ({names}) FROM STDIN (FORMAT binary)",
         None,
         None,
@@ -361,6 +379,7 @@ async def _copy_in(
         described._state,
         None,
     )
+    return status
 
 
 def _quote_ident(name: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 
 from .._errors import database_message, failure_kind, is_unavailable, translate
 from .._results import FailureKind, RecordFailure
+from .._telemetry import BulkCall, note_strategy, rolled_back
 from .._transactions import atomic
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
@@ -88,31 +89,38 @@ class RowUpdates:
     ) -> None:
         """Write ``changes`` (plus ``common`` on every row, the ``onupdate`` stamps) on the
         rows that match ``condition``; account for each change in ``tally``."""
-        if not changes:
-            return
-        await refuse_autocommit(self._session, self._info.model)
-        groups: dict[tuple[str, ...], list[RowChange]] = {}
-        for change in changes:
-            groups.setdefault(tuple(sorted(change.values)), []).append(change)
-        batches: list[list[RowChange]] = []
-        for columns, group in groups.items():
-            size = self._dialect.rows_per_update(self._target, columns, batch_size)
-            batches.extend(group[start : start + size] for start in range(0, len(group), size))
-        for position, batch in enumerate(batches):
-            try:
-                await self._one_batch(batch, tally, condition, common, on_batch)
-            except _Unavailable as error:
-                for later in batches[position + 1 :]:
-                    for change in later:
-                        tally.fail(_row_failure(change, FailureKind.NOT_ATTEMPTED, "not written"))
-                if tally.success_count == 0 and all(
-                    f.kind in (FailureKind.UNAVAILABLE, FailureKind.NOT_ATTEMPTED)
-                    for f in tally.failures
-                ):
-                    raise translate(error.cause) from error.cause
-                raise stopped(
-                    "bulk_update_rows", tally, "the connection to the database failed"
-                ) from translate(error.cause)
+        telemetry = BulkCall("bulk_update_rows", self._info.model.__name__, tally)
+        try:
+            if not changes:
+                return
+            await refuse_autocommit(self._session, self._info.model)
+            groups: dict[tuple[str, ...], list[RowChange]] = {}
+            for change in changes:
+                groups.setdefault(tuple(sorted(change.values)), []).append(change)
+            batches: list[list[RowChange]] = []
+            for columns, group in groups.items():
+                size = self._dialect.rows_per_update(self._target, columns, batch_size)
+                batches.extend(group[start : start + size] for start in range(0, len(group), size))
+            for position, batch in enumerate(batches):
+                try:
+                    with telemetry.batch(len(batch)):
+                        await self._one_batch(batch, tally, condition, common, on_batch)
+                except _Unavailable as error:
+                    for later in batches[position + 1 :]:
+                        for change in later:
+                            tally.fail(
+                                _row_failure(change, FailureKind.NOT_ATTEMPTED, "not written")
+                            )
+                    if tally.success_count == 0 and all(
+                        f.kind in (FailureKind.UNAVAILABLE, FailureKind.NOT_ATTEMPTED)
+                        for f in tally.failures
+                    ):
+                        raise translate(error.cause) from error.cause
+                    raise stopped(
+                        "bulk_update_rows", tally, "the connection to the database failed"
+                    ) from translate(error.cause)
+        finally:
+            telemetry.finish()  # the rows refused before any batch too
 
     async def _one_batch(
         self,
@@ -147,6 +155,8 @@ class RowUpdates:
                 # batch is reported with the database's reason.
                 spent = f" after {attempts.tries} tries" if attempts.tries > 1 else ""
                 why = f"batch of {len(batch)} rows rolled back{spent}: {database_message(error)}"
+                held = f"rows {batch[0].index}-{batch[-1].index}"
+                rolled_back(held, None, f"{database_message(error)}{spent}")
                 for change in batch:
                     tally.fail(_row_failure(change, failure_kind(error), why))
                 return
@@ -202,6 +212,7 @@ async def case_update_rows(
     """``UPDATE t SET c = CASE WHEN pk = k1 THEN v1 ... END WHERE pk IN (...) AND condition``;
     the keys it changed. ``returning``: the database returns them from the UPDATE; otherwise
     they are read and locked first (``FOR UPDATE``), so the UPDATE changes exactly those."""
+    note_strategy("case")
     pk = target.pk
     if not returning:
         where = and_(pk.in_(keys), condition)

@@ -53,6 +53,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from .._fast_records import PreparedRows
 from .._lookups import CaseSensitiveMatch
+from .._telemetry import note_strategy
 from .._transactions import register_savepoint_check
 from ._insert import (
     ExecutemanyInsert,
@@ -155,6 +156,7 @@ class SqliteDialect:
         enable_savepoints(engine)
 
     def __init__(self, dialect: Dialect) -> None:
+        self.db_system = "sqlite"
         # SQLAlchemy's limit for the dialect, below SQLITE_MAX_VARIABLE_NUMBER (32766).
         self.max_parameters: int = dialect.insertmanyvalues_max_parameters
         self.default_batch_size = DEFAULT_SQLITE_BATCH_SIZE
@@ -291,6 +293,7 @@ class SqliteDialect:
                 bound = binder(values)
                 if bound is not values:
                     flat[position::width] = bound
+        note_strategy("values")
         batch = _Batch(self, connection, table, keys, flat)
 
         if not ignore_conflicts and not pk_known and plan.has_rowid:

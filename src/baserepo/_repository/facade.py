@@ -6,7 +6,12 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from sqlalchemy import inspect as sa_inspect
+
+from .._bulk import bulk_dialect_for
+from .._telemetry import trace_calls
 from ..cache._warming import replay_queries_with
+from ..exceptions import ConfigurationError
 from .caching import CacheMethods, run_query
 from .get_or_create import GetOrCreateMethods
 from .pages import PageMethods
@@ -80,3 +85,19 @@ async def _replay_for_warmer(
 
 # CacheWarmer replays queries through a repository; the cache never imports this module.
 replay_queries_with(_replay_for_warmer)
+
+
+def _db_system(repository: BaseRepository[Any, Any, Any]) -> str | None:
+    """The ``db.system`` of the repository's database, as its bulk dialect names it; None
+    before the engine's first connection (MariaDB is known from MySQL only then)."""
+    dialect = repository.session.sync_session.get_bind(mapper=sa_inspect(repository.model)).dialect
+    if dialect.server_version_info is None:
+        return None
+    try:
+        return bulk_dialect_for(dialect).db_system
+    except ConfigurationError:  # a database baserepo cannot bulk-write to: its own name
+        return str(dialect.name)
+
+
+# One span per call of every public method (docs/observability.md); nothing without OpenTelemetry.
+trace_calls(BaseRepository, _db_system)

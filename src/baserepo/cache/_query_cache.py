@@ -47,6 +47,7 @@ class QueryCache:
         self.info = info
         self.table = info.name
         self.counters = runtime.stats.counters(info.name)
+        runtime.stats.name_model(info.name, info.model.__name__)
         self.codec: RowCodec | None
         try:
             self.codec = RowCodec(info)

@@ -18,6 +18,7 @@ import math
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._telemetry import event, span
 from .._transactions import has_written
 from ._codec import UnsupportedColumn
 from ._guard import FAILED
@@ -96,6 +97,7 @@ class Reads:
         if has_written(session, self._model):
             # Our own uncommitted writes are invisible to others; never serve or store them.
             counters.bypasses += 1
+            event("cache.bypass", {"baserepo.cache.reason": "own_writes"})
             return await load()
         if config.warming_config.track_usage and runtime.usage.record(
             self._table, operation, digest, encoded_spec
@@ -103,6 +105,7 @@ class Reads:
             await self._sync_usage()
         if not runtime.is_trusted(self._table) and not await self._generation.make_safe():
             counters.bypasses += 1
+            event("cache.bypass", {"baserepo.cache.reason": "untrusted"})
             return await load()
 
         keys = self._keys
@@ -115,6 +118,7 @@ class Reads:
         )
         if entry is FAILED:
             counters.misses += 1
+            event("cache.miss", {"baserepo.cache.reason": "backend_failed"})
             return await load()
         generation, payload, lease_taken = entry
         if generation == 0:
@@ -126,6 +130,7 @@ class Reads:
             created = await self._generation.create(created_before_read)
             if created is FAILED:
                 counters.misses += 1
+                event("cache.miss", {"baserepo.cache.reason": "backend_failed"})
                 return await load()
             generation, payload = int(created), None
         if payload is None:
@@ -139,8 +144,10 @@ class Reads:
             # Served without the database: from the backend, or from the bytes of the query
             # another caller of this process is running (single-flight).
             counters.hits += 1
+            event("cache.hit", {"baserepo.cache.key": key})
             return decode(payload)
         counters.misses += 1
+        event("cache.miss", {"baserepo.cache.key": key})
         return await self._lead(session, key, generation, lease_key, load, prepare)
 
     async def settle(self) -> None:
@@ -232,34 +239,45 @@ class Reads:
                         self._table, lambda: config.backend.release_lease(lease_key, token)
                     )
                 return
-            backend = config.backend
-            generation_key = self._keys.generation
-            if held:
-                stored = await guard.call(
-                    self._table,
-                    lambda: backend.fill_and_release(
-                        generation_key,
-                        key,
-                        generation,
-                        payload,
-                        config.default_ttl,
-                        lease_key,
-                        token,
-                    ),
-                )
-            else:
-                # No lease (a fast query, or another process took it first): fill anyway;
-                # the generation check keeps it safe, and the entry is there sooner.
-                stored = await guard.call(
-                    self._table,
-                    lambda: backend.fill(
-                        generation_key, key, generation, payload, config.default_ttl
-                    ),
-                )
-            if stored is True:
-                self._counters.fills += 1
-            elif stored is False:
-                self._counters.stale_fills_rejected += 1
+            attributes = {
+                "baserepo.model": self._model.__name__,
+                "baserepo.cache.key": key,
+                "baserepo.cache.generation": generation,
+                "baserepo.cache.bytes": len(payload),
+            }
+            # Its own span: the fill runs after the call has returned (and its span ended).
+            with span("baserepo.cache.fill", attributes) as filling:
+                backend = config.backend
+                generation_key = self._keys.generation
+                if held:
+                    stored = await guard.call(
+                        self._table,
+                        lambda: backend.fill_and_release(
+                            generation_key,
+                            key,
+                            generation,
+                            payload,
+                            config.default_ttl,
+                            lease_key,
+                            token,
+                        ),
+                    )
+                else:
+                    # No lease (a fast query, or another process took it first): fill anyway;
+                    # the generation check keeps it safe, and the entry is there sooner.
+                    stored = await guard.call(
+                        self._table,
+                        lambda: backend.fill(
+                            generation_key, key, generation, payload, config.default_ttl
+                        ),
+                    )
+                if stored is True:
+                    self._counters.fills += 1
+                elif stored is False:
+                    self._counters.stale_fills_rejected += 1
+                if filling is not None:
+                    outcome = {True: "stored", False: "stale_refused"}.get(stored, "failed")
+                    filling.set_attribute("baserepo.cache.fill", outcome)
         finally:
             # Only our own flight: callers that joined a flight ending without bytes start a
             # new one under the same key, which must stay open for those joining it.

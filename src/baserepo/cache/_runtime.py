@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._telemetry import watch_cache
 from ._guard import CircuitBreaker, Guard
 from ._stats import CacheStats, Stats
 from ._usage import UsageTracker
@@ -45,6 +46,7 @@ class CacheRuntime:
         backend_name: Callable[[], str],
     ) -> None:
         self.clock = clock
+        self.backend_name = backend_name
         self.stats = Stats()
         self.guard = Guard(
             operation_timeout,
@@ -59,6 +61,7 @@ class CacheRuntime:
         self._untrusted: set[str] = set()
         self._last_warm_at: dict[str, float] = {}
         self._last_warm: dict[str, WarmReport] = {}
+        watch_cache(self)  # its counters and breaker, in the metrics while it lives
 
     # -- trust: a model whose invalidation failed is bypassed until a bump succeeds ------
 

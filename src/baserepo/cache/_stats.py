@@ -78,12 +78,24 @@ class Stats:
 
     def __init__(self) -> None:
         self._counters: dict[str, Counters] = {}
+        self._model_names: dict[str, str] = {}
 
     def counters(self, table: str) -> Counters:
         counters = self._counters.get(table)
         if counters is None:
             counters = self._counters[table] = Counters()
         return counters
+
+    def name_model(self, table: str, model_name: str) -> None:
+        """Metrics report a table's counts under its model class's name (as spans do)."""
+        self._model_names[table] = model_name
+
+    def model_name(self, table: str) -> str:
+        return self._model_names.get(table, table)
+
+    def by_table(self) -> list[tuple[str, Counters]]:
+        """Every table's counters (a copy of the list: metrics read it from their thread)."""
+        return list(self._counters.items())
 
     def backend_error(self, table: str) -> None:
         self.counters(table).backend_errors += 1
