@@ -26,9 +26,10 @@ from examples.fastapi_app.main import create_app
 from examples.fastapi_app.models import Base, User
 from examples.fastapi_app.settings import Settings
 from redis.asyncio import Redis
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
 
 from baserepo import EventType, RepositoryEvent
 from tests.redis_servers import REDIS_URL, free_port
@@ -378,6 +379,45 @@ async def test_a_request_cancelled_after_its_commit_leaves_no_stale_entry(
     assert app.checked_out() == 0
     assert (await _rows(engine))["ada@example.com"]["age"] == 37  # it was committed
     assert (await app.client.get(f"/users/{ada['id']}")).json()["age"] == 37
+
+
+@pytest.mark.parametrize("cache_kind", ["redis"])
+async def test_a_request_cancelled_before_its_commit_leaves_nothing_open(
+    app: RunningApp, engine: AsyncEngine, cache_kind: str
+) -> None:
+    """The request's task is cancelled while its UPDATE is on the wire: nothing is
+    committed, no transaction or connection stays open, the cached row is still the
+    database's, and the next request writes and reads normally."""
+    ada, _, _ = await _people(app.client)
+    assert (await app.client.get(f"/users/{ada['id']}")).json()["age"] == 36
+    await app.resources.cache.settle()
+
+    in_update, release = asyncio.Event(), asyncio.Event()
+
+    def hold_the_update(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            in_update.set()
+            # Runs inside the greenlet of the request's await: await_only suspends the
+            # request right here, as a slow statement would.
+            await_only(release.wait())
+
+    sync_engine = app.resources.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", hold_the_update)
+    try:
+        request = asyncio.create_task(app.client.patch(f"/users/{ada['id']}", json={"age": 37}))
+        await asyncio.wait_for(in_update.wait(), 10)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        release.set()
+        event.remove(sync_engine, "before_cursor_execute", hold_the_update)
+
+    assert app.checked_out() == 0
+    assert (await _rows(engine))["ada@example.com"]["age"] == 36  # nothing was committed
+    assert (await app.client.get(f"/users/{ada['id']}")).json()["age"] == 36
+    assert (await app.client.patch(f"/users/{ada['id']}", json={"age": 38})).status_code == 200
+    assert (await app.client.get(f"/users/{ada['id']}")).json()["age"] == 38
 
 
 _UNREACHABLE = {
