@@ -38,7 +38,8 @@ def _rows(value: str) -> int:
 def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo_command = commands.add_parser(
         "demo",
-        help="walk through the user guide's (docs/guide.md) bulk operations and query cache on a real database",
+        help="walk through the user guide's (docs/guide.md) bulk operations and query cache "
+        "on a real database",
         description="Walk through the user guide's bulk operations and query cache on a fresh "
         "demo_users table (dropped and recreated on every run).",
     )
