@@ -52,6 +52,7 @@ import hashlib
 import weakref
 from dataclasses import dataclass, field
 from itertools import compress
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import any_, bindparam, select, text
@@ -59,7 +60,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 from .._errors import is_connection_state
+from .._fast_records import PreparedRows
+from ._upsert import Outcome, existing_keys
 from .postgresql import PostgresqlDialect
+from .postgresql_stage import Stage, read_outcomes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -71,7 +75,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
-    from ._upsert import Outcome, UpsertPlan
+    from ._upsert import UpsertPlan
     from .dialect import ChangeBatch, ChangeTarget
 
 __all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
@@ -106,6 +110,7 @@ _ARRAY_TYPES_SQL = """
     JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
     WHERE e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($1::text[])
 """
+_MAX_STAGES = 64
 _KEYS_SQL = text(
     "SELECT array_agg(nextval(CAST(:sequence AS regclass))) FROM generate_series(1, :count)"
 )
@@ -190,6 +195,10 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
             weakref.WeakKeyDictionary()
         )
+        self.stage_min_rows = 1
+        """bulk_upsert groups of at least this many rows go through the staging table, smaller
+        ones by the generic ON CONFLICT statement; a knob for ``bench/scenarios/upsert.py``."""
+        self._stages: dict[tuple[Table, tuple[str, ...]], Stage] = {}
 
     async def insert(
         self,
@@ -208,8 +217,74 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
     async def upsert(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
     ) -> list[tuple[Any, Outcome]]:
+        """COPY into a staging table and one statement from it (``postgresql_stage``); the
+        generic ``ON CONFLICT`` statement for what the stage cannot serve."""
+        defaults = self._python_defaults(info)
+        given = list(rows[0])
+        if defaults is None or len(rows) < self.stage_min_rows or not plan.updated_columns(given):
+            return await self._upsert_on_conflict(session, info, rows, plan)
+        filled = [key for key in defaults if key not in rows[0]]
+        if isinstance(rows, PreparedRows) and tuple(given) == rows.keys:
+            columns: list[Any] = list(rows.columns)
+        else:
+            columns = [list(map(itemgetter(key), rows)) for key in given]
+        columns += [defaults[key](len(rows)) for key in filled]
+        stage = self._stage(session, info.table, given + filled)
+
+        async def load(driver: Any) -> None:
+            await driver.execute(stage.reset_sql)  # no arguments: the simple query protocol
+            await _copy_in(driver, stage.name, None, stage.names, zip(*columns, strict=True))
+
+        await _on_driver(session, load)
+        statement = stage.statement(info.table, info.column_keys[info.pk_attr], plan, given)
+        await _know_array_types(session)  # the answer's arrays: int8[], varchar[]...
+        try:
+            async with session.begin_nested():
+                returned = (await session.execute(statement)).one()
+        except sa_exc.IntegrityError:
+            # A key inserted by another transaction since the statement's snapshot (or a row
+            # the database refuses): the ON CONFLICT statement decides per row, or names it.
+            return await self._upsert_on_conflict(session, info, rows, plan)
+        width = len(plan.unique_keys)
+        keys: list[Any]  # one value per row for a one-column key: no tuple per row
+        if width == 1:
+            keys = list(map(itemgetter(plan.unique_keys[0]), rows))
+        else:
+            keys = [plan.key_of(row) for row in rows]
+        outcomes, missing = read_outcomes(returned, width, keys)
+        if missing:  # rows that held their values already: locked as ON CONFLICT would
+            wanted = [keys[i] if width > 1 else (keys[i],) for i in missing]
+            found = await existing_keys(session, info, plan, wanted, self.max_parameters, lock=True)
+            gone: list[int] = []
+            for offset, key in zip(missing, wanted, strict=True):
+                held = found.get(key)
+                if held is None:
+                    gone.append(offset)  # deleted by another transaction since the snapshot
+                else:
+                    outcomes[offset] = (held[0], Outcome.UNCHANGED)
+            if gone:
+                redone = await self._upsert_on_conflict(
+                    session, info, [rows[i] for i in gone], plan
+                )
+                for offset, outcome in zip(gone, redone, strict=True):
+                    outcomes[offset] = outcome
+        return outcomes  # type: ignore[return-value]  # every None was filled in above
+
+    async def _upsert_on_conflict(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
         await _know_array_types(session)
         return await super().upsert(session, info, rows, plan)
+
+    def _stage(self, session: AsyncSession, table: Table, keys: list[str]) -> Stage:
+        found = self._stages.get((table, tuple(keys)))
+        if found is None:
+            preparer = session.sync_session.get_bind().dialect.identifier_preparer
+            found = Stage(table, keys, preparer.quote, preparer.format_table(table))
+            if len(self._stages) >= _MAX_STAGES:
+                self._stages.clear()  # a bound, not an LRU: shapes rarely number that many
+            self._stages[(table, tuple(keys))] = found
+        return found
 
     async def change(
         self,
