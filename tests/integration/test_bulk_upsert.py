@@ -25,11 +25,22 @@ from baserepo import (
     FailureKind,
     create_engine,
 )
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from baserepo.testing import RecordingEventBus
 from tests.integration.cache_stack import STACKS, CacheStack, open_stack
 from tests.models import User
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+
+@pytest.fixture(autouse=True)
+def staged_from_one_row(engine: AsyncEngine) -> None:
+    """On asyncpg, the small batches of these tests go through the staging table, as large
+    ones do by default (``stage_min_rows``); a test that wants ON CONFLICT says so."""
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    if isinstance(bulk, AsyncpgPostgresqlDialect):  # the engine is this test's own
+        bulk.stage_min_rows = 1
 
 
 def user(i: int, **extra: Any) -> dict[str, Any]:
@@ -75,9 +86,18 @@ async def check_upsert(
     return rows
 
 
+@pytest.mark.parametrize("statement", ["staged", "on_conflict"])
 async def test_new_rows_are_created_changed_ones_updated_and_equal_ones_left_alone(
-    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    statement: str,
 ) -> None:
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    if statement == "on_conflict":
+        if not isinstance(bulk, AsyncpgPostgresqlDialect):
+            pytest.skip("only asyncpg has a staged statement besides ON CONFLICT")
+        bulk.stage_min_rows = 1_000  # batches this small: the ON CONFLICT statement
     await seed(session_factory, user(1, salary=10), user(2, salary=20), user(3, salary=30))
     bus = RecordingEventBus()
     repo = BaseRepository(User, session, event_bus=bus)

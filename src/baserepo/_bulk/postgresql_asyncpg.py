@@ -195,9 +195,11 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
             weakref.WeakKeyDictionary()
         )
-        self.stage_min_rows = 1
+        self.stage_min_rows = 200
         """bulk_upsert groups of at least this many rows go through the staging table, smaller
-        ones by the generic ON CONFLICT statement; a knob for ``bench/scenarios/upsert.py``."""
+        ones by the generic ON CONFLICT statement: the stage's extra round trips (make and
+        empty it, describe it, COPY, SAVEPOINT, RELEASE) cost more than ON CONFLICT saves below
+        ~200 rows (docs/performance.md, "bulk_upsert"). Tests set it to 1 to cover the stage."""
         self._stages: dict[tuple[Table, tuple[str, ...]], Stage] = {}
 
     async def insert(
