@@ -2,7 +2,8 @@
 half are inserted and half updated, against ``bulk_create`` of the same rows into an empty
 table, advanced-alchemy's ``upsert_many`` and a raw SQLAlchemy Core ``insert().on_conflict_do_
 update()`` executemany. Median of ``--repeat`` runs, each on a fresh table, method order
-rotated. The printed table is the one in docs/bulk-operations.md.
+rotated. ``issue12.py`` prints these figures with the per-row update ones in one table (the one
+the docs quote).
 
     .venv/bin/python bench/scenarios/upsert.py [--rows 10000] [--repeat 5]
 

@@ -34,8 +34,9 @@ COPY_ROWS = 300
 GIVEN_KEY_ROWS = 40
 """Records with their keys given: the array (``unnest``) statement, not COPY."""
 TICKET_ROWS = 60
-UPSERT_ROWS = 50
-"""bulk_upsert: this many existing rows updated and as many new ones created."""
+UPSERT_ROWS = 100
+"""bulk_upsert: this many existing rows updated and as many new ones created (twice this is
+the asyncpg dialect's ``stage_min_rows``: the batch goes through the staging table)."""
 
 
 def ticket_model(code_length: int) -> type[Any]:
@@ -121,7 +122,8 @@ async def every_call(engine: AsyncEngine, tag: str, key_base: int, ticket: type[
         await staged(session, tag, ticket, 0)
         # Half existing (a new salary), half new: bulk_upsert's own TEMP staging table.
         upserts = [{**row, "salary": 3} for row in copied[:UPSERT_ROWS]] + [
-            {"name": f"u{i}", "email": f"{tag}-u{i}@example.com"} for i in range(UPSERT_ROWS)
+            {"name": f"u{i}", "email": f"{tag}-u{i}@example.com", "salary": 3}
+            for i in range(UPSERT_ROWS)
         ]
         upserted = await repo.bulk_upsert(upserts, unique_fields="email")
         clean("bulk_upsert (staged)", upserted)
