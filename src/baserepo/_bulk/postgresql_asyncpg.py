@@ -195,11 +195,12 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
             weakref.WeakKeyDictionary()
         )
-        self.stage_min_rows = 200
+        self.stage_min_rows = 2_000
         """bulk_upsert groups of at least this many rows go through the staging table, smaller
         ones by the generic ON CONFLICT statement: the stage's extra round trips (make and
-        empty it, describe it, COPY, SAVEPOINT, RELEASE) cost more than ON CONFLICT saves below
-        ~200 rows (docs/performance.md, "bulk_upsert"). Tests set it to 1 to cover the stage."""
+        empty it, describe it, COPY, SAVEPOINT, RELEASE) cost more than its cheaper statement
+        saves below ~2,000 rows (``bench/probes/upsert_threshold.py``, docs/performance.md,
+        "bulk_upsert on PostgreSQL"). Tests set it to 1 to cover the stage."""
         self._stages: dict[tuple[Table, tuple[str, ...]], Stage] = {}
 
     async def insert(
