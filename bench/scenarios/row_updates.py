@@ -222,6 +222,28 @@ def measure(database: str, count: int, repeat: int, django_db: str | None) -> di
     return {method: statistics.median(spent) for method, spent in times.items() if spent}
 
 
+def measure_apart(database: str, count: int, repeat: int) -> dict[str, float]:
+    """``measure`` in a process of its own (Django's settings are per process): method ->
+    median seconds."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            database,
+            "--rows",
+            str(count),
+            "--repeat",
+            str(repeat),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    medians: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    return medians
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--databases", nargs="+", default=["postgresql", "sqlite"])
@@ -239,22 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'database':<11} {'method':<17} {'seconds':>8} {'rows/s':>9} {'bulk_update_rows is':>20}"
     )
     for database in args.databases:
-        child = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--one",
-                database,
-                "--rows",
-                str(args.rows),
-                "--repeat",
-                str(args.repeat),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        medians = json.loads(child.stdout.strip().splitlines()[-1])
+        medians = measure_apart(database, args.rows, args.repeat)
         ours = medians["bulk_update_rows"]
         for method, seconds in medians.items():
             ratio = "" if method == "bulk_update_rows" else f"{seconds / ours:.1f}x faster"

@@ -34,6 +34,11 @@ COPY_ROWS = 300
 GIVEN_KEY_ROWS = 40
 """Records with their keys given: the array (``unnest``) statement, not COPY."""
 TICKET_ROWS = 60
+UPSERT_ROWS = 100
+"""bulk_upsert: this many existing rows updated..."""
+UPSERT_NEW_ROWS = 1_900
+"""...and this many new ones created: 2,000 records in all, the asyncpg dialect's
+``stage_min_rows``, so the batch goes through the staging table."""
 
 
 def ticket_model(code_length: int) -> type[Any]:
@@ -117,8 +122,20 @@ async def every_call(engine: AsyncEngine, tag: str, key_base: int, ticket: type[
             errors=COPY_ROWS // 2,
         )
         await staged(session, tag, ticket, 0)
+        # Existing rows (a new salary) and new ones: bulk_upsert's own TEMP staging table.
+        upserts = [{**row, "salary": 3} for row in copied[:UPSERT_ROWS]] + [
+            {"name": f"u{i}", "email": f"{tag}-u{i}@example.com", "salary": 3}
+            for i in range(UPSERT_NEW_ROWS)
+        ]
+        upserted = await repo.bulk_upsert(upserts, unique_fields="email")
+        clean("bulk_upsert (staged)", upserted)
+        expect(
+            "bulk_upsert outcomes",
+            (len(upserted.updated_ids), len(upserted.created_ids)),
+            (UPSERT_ROWS, UPSERT_NEW_ROWS),
+        )
 
-        total = COPY_ROWS + GIVEN_KEY_ROWS + COPY_ROWS // 2
+        total = COPY_ROWS + GIVEN_KEY_ROWS + COPY_ROWS // 2 + UPSERT_NEW_ROWS
         mine = {"email__startswith": f"{tag}-"}
         changed = await repo.bulk_update(mine, {"salary": 7}, batch_size=100)
         expect("bulk_update", changed.success_count, total)

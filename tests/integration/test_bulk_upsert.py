@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Integer, String, UniqueConstraint, make_url, select
+from sqlalchemy import JSON, Integer, String, UniqueConstraint, event, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.util import await_only
 
 from baserepo import (
     BaseRepository,
@@ -24,11 +25,22 @@ from baserepo import (
     FailureKind,
     create_engine,
 )
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from baserepo.testing import RecordingEventBus
 from tests.integration.cache_stack import STACKS, CacheStack, open_stack
 from tests.models import User
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+
+@pytest.fixture(autouse=True)
+def staged_from_one_row(engine: AsyncEngine) -> None:
+    """On asyncpg, the small batches of these tests go through the staging table, as large
+    ones do by default (``stage_min_rows``); a test that wants ON CONFLICT says so."""
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    if isinstance(bulk, AsyncpgPostgresqlDialect):  # the engine is this test's own
+        bulk.stage_min_rows = 1
 
 
 def user(i: int, **extra: Any) -> dict[str, Any]:
@@ -74,9 +86,18 @@ async def check_upsert(
     return rows
 
 
+@pytest.mark.parametrize("statement", ["staged", "on_conflict"])
 async def test_new_rows_are_created_changed_ones_updated_and_equal_ones_left_alone(
-    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    statement: str,
 ) -> None:
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    if statement == "on_conflict":
+        if not isinstance(bulk, AsyncpgPostgresqlDialect):
+            pytest.skip("only asyncpg has a staged statement besides ON CONFLICT")
+        bulk.stage_min_rows = 1_000  # batches this small: the ON CONFLICT statement
     await seed(session_factory, user(1, salary=10), user(2, salary=20), user(3, salary=30))
     bus = RecordingEventBus()
     repo = BaseRepository(User, session, event_bus=bus)
@@ -253,6 +274,60 @@ async def test_inside_the_callers_transaction_nothing_stays_after_a_rollback(
         await session.rollback()
     rows = await rows_by_email(session_factory)
     assert list(rows) == ["user1@example.com"]
+    assert rows["user1@example.com"].salary == 1
+
+
+async def test_a_key_repeated_in_later_batches_of_one_transaction_ends_with_the_last_value(
+    session: AsyncSession, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Each batch is written from its own records only: on PostgreSQL the batches of one
+    transaction share a staging table, which every batch empties first."""
+    records = [user(1, salary=1), user(2), user(1, salary=2), user(3), user(1, salary=3)]
+    async with session.begin():
+        result = await BaseRepository(User, session).bulk_upsert(
+            records, unique_fields="email", batch_size=1
+        )
+    assert (result.success_count, result.error_count) == (5, 0)
+    rows = await rows_by_email(session_factory)
+    assert rows["user1@example.com"].salary == 3
+    first = rows["user1@example.com"].id
+    assert result.created_ids == [first, rows["user2@example.com"].id, rows["user3@example.com"].id]
+    assert result.updated_ids == [first, first]
+
+
+async def test_an_unchanged_row_deleted_by_another_transaction_meanwhile_is_written_again(
+    engine: AsyncEngine, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """PostgreSQL through asyncpg: the staged statement leaves an unchanged row unlocked until
+    it is read back by key; a row deleted in between is upserted again, by ON CONFLICT."""
+    if engine.dialect.driver != "asyncpg":
+        pytest.skip("about the asyncpg dialect's staging table")
+    _, kept_id = await seed(session_factory, user(1, salary=1), user(2, salary=2))
+    deleted: list[str] = []
+
+    def delete_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # The read back of the unchanged rows: another transaction deletes one of them first.
+        if "FOR UPDATE" in statement and not deleted:
+            deleted.append(statement)
+
+            async def delete() -> None:
+                async with engine.begin() as other:
+                    await other.execute(
+                        User.__table__.delete().where(User.email == user(1)["email"])
+                    )
+
+            await_only(delete())
+
+    records = [user(1, salary=1), user(2, salary=2), user(3, salary=3)]
+    event.listen(engine.sync_engine, "before_cursor_execute", delete_first)
+    try:
+        async with session_factory() as session:
+            result = await BaseRepository(User, session).bulk_upsert(records, unique_fields="email")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", delete_first)
+    assert deleted, "the unchanged rows were not read back"
+    rows = await check_upsert(result, records, [CREATED, UNCHANGED, CREATED], session_factory)
+    assert rows["user2@example.com"].id == kept_id
     assert rows["user1@example.com"].salary == 1
 
 

@@ -33,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from baserepo import BaseRepository, CacheConfig
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from baserepo.exceptions import BulkOperationError, InvalidFilterError
 from baserepo.metrics import register_prometheus
 from tests.models import User
@@ -183,6 +185,32 @@ async def test_bulk_create_gives_a_span_per_call_and_per_batch_and_counts_its_re
 
     assert otel.points("baserepo.bulk.records")[created] - before == 25
     assert otel.points("baserepo.bulk.batch.duration")[batch_key].count - batches_before == 3
+
+
+async def test_bulk_upserts_copy_into_its_staging_table_shows_as_a_span_with_its_rows(
+    otel: Otel, engine: AsyncEngine, session: AsyncSession
+) -> None:
+    if not copies(engine):
+        pytest.skip("the staging table is COPY's, which only asyncpg has")
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    assert isinstance(bulk, AsyncpgPostgresqlDialect)
+    bulk.stage_min_rows = 1  # this engine is the test's own
+    repo = BaseRepository(User, session)
+    await repo.bulk_create([user(i) for i in range(4)])
+    otel.exporter.clear()
+
+    result = await repo.bulk_upsert(
+        [{**user(i), "salary": 40} for i in range(10)], unique_fields=["email"]
+    )
+    assert (len(result.updated_ids), len(result.created_ids)) == (4, 6)
+
+    [batch] = otel.spans("baserepo.batch")
+    assert batch.attributes["baserepo.strategy"] == "stage_copy"  # type: ignore[index]
+    [copy] = otel.spans("baserepo.copy")
+    assert copy.attributes["baserepo.rows"] == 10  # type: ignore[index]
+    assert copy.attributes["db.sql.table"] != "users"  # type: ignore[index]  # the stage
+    assert copy.parent is not None
+    assert copy.parent.span_id == batch.context.span_id
 
 
 async def test_a_rolled_back_batch_warns_with_its_culprit_and_marks_its_span(

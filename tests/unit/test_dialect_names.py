@@ -17,6 +17,7 @@ DATABASE = re.compile(r"\b(postgres|postgresql|sqlite|mysql|mariadb)\b", re.IGNO
 DIALECT_MODULES = {
     "_bulk/postgresql.py",
     "_bulk/postgresql_asyncpg.py",
+    "_bulk/postgresql_stage.py",
     "_bulk/sqlite.py",
     "_bulk/mysql.py",
 }

@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from ._insert import Row
     from ._key_pool import KeyPool
 
-__all__ = ["ArrayMaker", "PostgresqlDialect"]
+__all__ = ["ArrayMaker", "PostgresqlDialect", "differs"]
 
 DEFAULT_POSTGRESQL_BATCH_SIZE = 10_000
 """Records per batch by default: a batch costs one commit (a WAL flush) on top of its rows,
@@ -215,7 +215,7 @@ class PostgresqlDialect:
             statement = statement.on_conflict_do_update(
                 index_elements=targets,
                 set_={**plan.stamps, **{key: excluded[key] for key in columns}},
-                where=or_(*(_differs(table.c[key], excluded[key]) for key in columns)),
+                where=or_(*(differs(table.c[key], excluded[key]) for key in columns)),
             )
         else:  # nothing to update: an existing row is unchanged by definition
             statement = statement.on_conflict_do_nothing(index_elements=targets)
@@ -334,7 +334,7 @@ class PostgresqlDialect:
         return list((await session.execute(statement, parameters)).scalars())
 
 
-def _differs(stored: Column[Any], given: ColumnElement[Any]) -> ColumnElement[bool]:
+def differs(stored: Column[Any], given: ColumnElement[Any]) -> ColumnElement[bool]:
     """``stored IS DISTINCT FROM given``; ``json`` has no equality operator (``jsonb`` has), so
     it is compared as its text, which is how SQLAlchemy serialised it on both sides."""
     kind = getattr(stored.type, "impl", stored.type)

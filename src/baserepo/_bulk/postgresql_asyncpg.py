@@ -52,6 +52,7 @@ import hashlib
 import weakref
 from dataclasses import dataclass, field
 from itertools import compress
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import any_, bindparam, select, text
@@ -59,8 +60,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 from .._errors import is_connection_state
+from .._fast_records import PreparedRows
 from .._telemetry import note_strategy, span
+from ._upsert import Outcome, existing_keys
 from .postgresql import PostgresqlDialect
+from .postgresql_stage import Stages, read_outcomes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -72,7 +76,7 @@ if TYPE_CHECKING:
     from .._model import ModelInfo
     from ._insert import Row
     from ._key_pool import KeyPool
-    from ._upsert import Outcome, UpsertPlan
+    from ._upsert import UpsertPlan
     from .dialect import ChangeBatch, ChangeTarget
 
 __all__ = ["AsyncpgPostgresqlDialect", "CopyTarget", "copy_group"]
@@ -193,6 +197,13 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         self._targets: weakref.WeakKeyDictionary[Table, CopyTarget | None] = (
             weakref.WeakKeyDictionary()
         )
+        self.stage_min_rows = 2_000
+        """bulk_upsert groups of at least this many rows go through the staging table, smaller
+        ones by the generic ON CONFLICT statement: the stage's extra round trips (make and
+        empty it, describe it, COPY, SAVEPOINT, RELEASE) cost more than its cheaper statement
+        saves below ~2,000 rows (``bench/probes/upsert_threshold.py``, docs/performance.md,
+        "bulk_upsert on PostgreSQL"). Tests set it to 1 to cover the stage."""
+        self._stages = Stages()
 
     async def insert(
         self,
@@ -209,6 +220,66 @@ class AsyncpgPostgresqlDialect(PostgresqlDialect):
         )
 
     async def upsert(
+        self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
+    ) -> list[tuple[Any, Outcome]]:
+        """COPY into a staging table and one statement from it (``postgresql_stage``); the
+        generic ``ON CONFLICT`` statement for what the stage cannot serve."""
+        defaults = self._python_defaults(info)
+        given = list(rows[0])
+        if defaults is None or len(rows) < self.stage_min_rows or not plan.updated_columns(given):
+            return await self._upsert_on_conflict(session, info, rows, plan)
+        filled = [key for key in defaults if key not in rows[0]]
+        if isinstance(rows, PreparedRows) and tuple(given) == rows.keys:
+            columns: list[Any] = list(rows.columns)
+        else:
+            columns = [list(map(itemgetter(key), rows)) for key in given]
+        columns += [defaults[key](len(rows)) for key in filled]
+        stage = self._stages.of(session, info.table, given + filled)
+
+        async def load(driver: Any) -> str:
+            await driver.execute(stage.reset_sql)  # no arguments: the simple query protocol
+            return await _copy_in(driver, stage.name, None, stage.names, zip(*columns, strict=True))
+
+        note_strategy("stage_copy")
+        with span("baserepo.copy", _copy_attributes(stage.name)) as copying:
+            status = await _on_driver(session, load)
+            if copying is not None:
+                copying.set_attribute("baserepo.rows", _copied_rows(status))
+        statement = stage.statement(info.table, info.column_keys[info.pk_attr], plan, given)
+        await _know_array_types(session)  # the answer's arrays: int8[], varchar[]...
+        try:
+            async with session.begin_nested():
+                returned = (await session.execute(statement)).one()
+        except sa_exc.IntegrityError:
+            # A key inserted by another transaction since the statement's snapshot (or a row
+            # the database refuses): the ON CONFLICT statement decides per row, or names it.
+            return await self._upsert_on_conflict(session, info, rows, plan)
+        width = len(plan.unique_keys)
+        keys: list[Any]  # one value per row for a one-column key: no tuple per row
+        if width == 1:
+            keys = list(map(itemgetter(plan.unique_keys[0]), rows))
+        else:
+            keys = [plan.key_of(row) for row in rows]
+        outcomes, missing = read_outcomes(returned, width, keys)
+        if missing:  # rows that held their values already: locked as ON CONFLICT would
+            wanted = [keys[i] if width > 1 else (keys[i],) for i in missing]
+            found = await existing_keys(session, info, plan, wanted, self.max_parameters, lock=True)
+            gone: list[int] = []
+            for offset, key in zip(missing, wanted, strict=True):
+                held = found.get(key)
+                if held is None:
+                    gone.append(offset)  # deleted by another transaction since the snapshot
+                else:
+                    outcomes[offset] = (held[0], Outcome.UNCHANGED)
+            if gone:
+                redone = await self._upsert_on_conflict(
+                    session, info, [rows[i] for i in gone], plan
+                )
+                for offset, outcome in zip(gone, redone, strict=True):
+                    outcomes[offset] = outcome
+        return outcomes  # type: ignore[return-value]  # every None was filled in above
+
+    async def _upsert_on_conflict(
         self, session: AsyncSession, info: ModelInfo, rows: Sequence[Row], plan: UpsertPlan
     ) -> list[tuple[Any, Outcome]]:
         await _know_array_types(session)
@@ -306,13 +377,16 @@ async def _copy_records(
     # The COPY goes past SQLAlchemy (no echo, no cursor events, no SQLAlchemy or asyncpg
     # instrumentation sees it): its own span says what it wrote.
     note_strategy("copy")
-    attributes = {"db.system": "postgresql", "db.operation": "COPY", "db.sql.table": table_name}
-    with span("baserepo.copy", attributes) as copying:
+    with span("baserepo.copy", _copy_attributes(table_name)) as copying:
         status = await _on_driver(
             session, lambda driver: _copy_in(driver, table_name, schema, columns, records)
         )
         if copying is not None:
             copying.set_attribute("baserepo.rows", _copied_rows(status))
+
+
+def _copy_attributes(table_name: str) -> dict[str, str]:
+    return {"db.system": "postgresql", "db.operation": "COPY", "db.sql.table": table_name}
 
 
 def _copied_rows(status: str) -> int:

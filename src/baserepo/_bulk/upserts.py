@@ -147,13 +147,15 @@ class UpsertEngine(BulkEngine):
                 await self._report_failed_batch(tally, positions, rows, False, error, KeyPool())
                 return
             break
-        lists = {
-            Outcome.CREATED: tally.created_ids,
-            Outcome.UPDATED: tally.updated_ids,
-            Outcome.UNCHANGED: tally.unchanged_ids,
-        }
+        created, updated, unchanged = tally.created_ids, tally.updated_ids, tally.unchanged_ids
+        # Identity tests, not a dict by outcome: an Enum member hashes in Python, per row.
         for new_id, outcome in outcomes:
-            lists[outcome].append(new_id)
+            if outcome is Outcome.CREATED:
+                created.append(new_id)
+            elif outcome is Outcome.UPDATED:
+                updated.append(new_id)
+            else:
+                unchanged.append(new_id)
         tally.success_count += len(outcomes)
 
     async def _probe(
@@ -184,18 +186,14 @@ def _announce(
 ) -> None:
     """Tell the callbacks (inside the unit, before its commit) which rows were created and
     which updated; unchanged rows are announced to nobody."""
-    if on_created is None and on_updated is None:
-        return
-    chosen: dict[Outcome, tuple[list[Any], list[Row]]] = {
-        Outcome.CREATED: ([], []),
-        Outcome.UPDATED: ([], []),
-        Outcome.UNCHANGED: ([], []),
-    }
-    for (row_id, outcome), row in zip(outcomes, rows, strict=True):
-        ids, kept = chosen[outcome]
-        ids.append(row_id)
-        kept.append(row)
-    for outcome, callback in ((Outcome.CREATED, on_created), (Outcome.UPDATED, on_updated)):
-        ids, kept = chosen[outcome]
-        if callback is not None and ids:
+    for wanted, callback in ((Outcome.CREATED, on_created), (Outcome.UPDATED, on_updated)):
+        if callback is None:
+            continue
+        ids: list[Any] = []
+        kept: list[Row] = []
+        for (row_id, outcome), row in zip(outcomes, rows, strict=True):
+            if outcome is wanted:
+                ids.append(row_id)
+                kept.append(row)
+        if ids:
             callback(ids, kept)
