@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from baserepo import BaseRepository, EventBus, EventType, FailureKind, RepositoryEvent
@@ -280,10 +280,39 @@ async def test_batches_each_commit_and_publish_their_ids(
 
     assert result.affected_ids == ids
     assert [e.ids for e in recorder.events] == [tuple(ids[:2]), tuple(ids[2:4]), (ids[4],)]
-    updates = [s for s in log.statements if s.lstrip().upper().startswith("UPDATE")]
+    updates = [s for s in log.statements if s.lstrip().upper().startswith(("UPDATE", "WITH"))]
     assert len(updates) == 3  # one statement per batch, not one per row
     after = await rows_by_id(session_factory)
     assert [after[k].salary for k in ids] == [k * 2 for k in ids]
+
+
+async def test_a_call_larger_than_a_statement_writes_every_row_its_own_values(
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    count_queries: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    # Past one statement's rows on every database (SQLite's VALUES join: 2,000; the CASE
+    # form: 500), with two columns per row and soft-deleted rows among them.
+    ids = await seed(session_factory, 4_100)
+    async with session_factory() as setup, setup.begin():
+        await setup.execute(
+            update(User).where(User.id.in_(ids[::1000])).values(deleted_at=datetime(2020, 1, 1))
+        )
+    rows = [{"id": key, "salary": key * 3, "department": f"d{key}"} for key in reversed(ids)]
+
+    with count_queries() as log:
+        result = await BaseRepository(User, session).bulk_update_rows(rows)
+
+    alive = [key for key in reversed(ids) if key not in ids[::1000]]
+    assert result.affected_ids == alive
+    assert sorted(f.index for f in result.failures) == sorted(
+        len(ids) - 1 - ids.index(key) for key in ids[::1000]
+    )
+    updates = [s for s in log.statements if s.lstrip().upper().startswith(("UPDATE", "WITH"))]
+    assert 1 <= len(updates) <= 9  # a statement per 500 to 10,000 rows, never per row
+    after = await rows_by_id(session_factory)
+    assert all((after[key].salary, after[key].department) == (key * 3, f"d{key}") for key in alive)
+    assert all(after[key].salary == 1_000 + ids.index(key) for key in ids[::1000])
 
 
 async def test_a_refused_batch_is_reported_and_the_others_stand(

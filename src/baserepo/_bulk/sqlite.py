@@ -65,6 +65,7 @@ from ._insert import (
 from ._upsert import Outcome, UpsertPlan, read_then_write
 from .dialect import ChangeBatch, ChangeTarget, keyed_change, subquery_change
 from .rows import case_rows_per_update, case_update_rows
+from .values_rows import values_rows_per_update, values_update_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -201,6 +202,8 @@ class SqliteDialect:
     def rows_per_update(
         self, target: ChangeTarget, columns: Seq[str], batch_size: int | None
     ) -> int:
+        if self._change_returning[False]:
+            return values_rows_per_update(self.max_parameters, columns, batch_size)
         return case_rows_per_update(self.max_parameters, columns, batch_size)
 
     async def update_rows(
@@ -212,14 +215,10 @@ class SqliteDialect:
         columns: Mapping[str, list[Any]],
         common: Mapping[str, Any],
     ) -> list[Any]:
+        if self._change_returning[False]:  # UPDATE ... FROM came before RETURNING (3.33)
+            return await values_update_rows(session, target, condition, keys, columns, common)
         return await case_update_rows(
-            session,
-            target,
-            condition,
-            keys,
-            columns,
-            common,
-            returning=self._change_returning[False],
+            session, target, condition, keys, columns, common, returning=False
         )
 
     def _plan(self, table: Table) -> _TablePlan:
