@@ -11,10 +11,10 @@ from sqlalchemy import inspect as sa_inspect
 from .._arguments import check_batch_size, check_records, check_whole_table
 from .._bulk import BulkChanges, BulkDialect, BulkEngine, bulk_dialect_for
 from .._events import EventType
-from .._statements import connect
 from .._identity import (
     with_onupdate_values,
 )
+from .._statements import connect
 from .state import CreateSchemaT, Filters, IdT, ModelT, Records, RepositoryState, UpdateSchemaT
 
 if typing.TYPE_CHECKING:
