@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
 
 import baserepo
 from baserepo import (
     BaseRepository,
     BulkOperationError,
     DatabaseUnavailableError,
+    FailureKind,
     RepositoryDatabaseError,
 )
 from tests.models import User, UserCreate, UserUpdate
@@ -227,3 +230,77 @@ async def test_an_input_raising_oserror_is_the_callers_error(
     assert raised.__cause__ is broken
     assert raised.result.success_count == (0 if at_once else 1)
     assert await repo.count() == (2 if method == "bulk_create" and not at_once else 1)
+
+
+# -- a database that goes away between two batches -----------------------------------------------
+
+
+class Proxy:
+    """A TCP relay to the test database that can stop at any moment: then it refuses new
+    connections (nothing listens on its port any more) and drops those it relays."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        server_in, server = await asyncio.open_connection(*self._target)
+        self._writers += [client, server]
+        await asyncio.gather(
+            self._pipe(client_in, server), self._pipe(server_in, client), return_exceptions=True
+        )
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+
+async def test_a_database_gone_between_batches_stops_the_call_as_unavailable(
+    db_url: str, tables: None
+) -> None:
+    """Each batch connects anew (NullPool), so the second batch's connect is refused: on
+    asyncpg that is the driver's raw ConnectionRefusedError, out of a batch this time."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        pytest.skip("SQLite has no server to go away")
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 0))
+    proxied = url.set(host="127.0.0.1", port=await proxy.start())
+    engine = baserepo.create_engine(proxied, poolclass=NullPool)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+
+            async def stop_after_first_batch(done: int) -> None:
+                if done == 1:
+                    await proxy.stop()
+
+            records = [{"name": f"user {i}"} for i in range(3)]
+            with pytest.raises(BulkOperationError) as caught:
+                await Repo(User, session).bulk_create(
+                    records, batch_size=1, progress=stop_after_first_batch
+                )
+            assert isinstance(caught.value.__cause__, DatabaseUnavailableError)
+            result = caught.value.result
+            assert result.success_count == 1
+            assert [(f.index, f.kind) for f in result.failures] == [(1, FailureKind.UNAVAILABLE)]
+            # The session is not stuck: the next call is refused the same way.
+            await assert_unavailable(CALLS["get"], Repo(User, session))
+    finally:
+        await engine.dispose()
