@@ -8,6 +8,7 @@ from ._results import FailureKind
 from .exceptions import DatabaseUnavailableError, IntegrityConflictError, RepositoryDatabaseError
 
 __all__ = [
+    "ConnectionFailure",
     "database_message",
     "failure_kind",
     "is_connection_state",
@@ -22,6 +23,11 @@ __all__ = [
 # another client, which no record of ours caused.
 _CONNECTION_STATES = ("08", "57P", "26000", "42P05")
 
+ConnectionFailure = (sa_exc.SQLAlchemyError, OSError)
+"""What a statement or a connect can raise for the database's sake: SQLAlchemy's errors, and
+the OSError some drivers raise as it is from connect (asyncpg's ConnectionRefusedError,
+socket.gaierror, TimeoutError), which SQLAlchemy wraps only for DBAPI errors."""
+
 
 def is_unavailable(error: BaseException) -> bool:
     """The database could not be reached or the connection failed: no record is at fault."""
@@ -29,7 +35,10 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
         return True
-    if is_connection_state(getattr(getattr(error, "orig", None), "sqlstate", None)):
+    orig = getattr(error, "orig", None)
+    if is_connection_state(getattr(orig, "sqlstate", None)):
+        return True
+    if _client_side_failure(error, orig):
         return True
     cause: BaseException | None = error
     while cause is not None:
@@ -39,6 +48,19 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def _client_side_failure(error: BaseException, orig: object) -> bool:
+    """A PostgreSQL driver's own OperationalError outside any statement: psycopg's "connection
+    failed: ... Connection refused" at connect, which carries no SQLSTATE (the server never
+    answered) and no OSError cause, so nothing else here would see it. Within a statement
+    the same class also covers client-side refusals of the statement itself."""
+    return (
+        isinstance(error, sa_exc.OperationalError)
+        and error.statement is None
+        and hasattr(orig, "sqlstate")
+        and getattr(orig, "sqlstate", None) is None
+    )
 
 
 def is_connection_state(sqlstate: object) -> bool:
@@ -60,12 +82,14 @@ def failure_kind(error: BaseException) -> FailureKind:
 def database_message(error: BaseException) -> str:
     """The driver's own words, without SQLAlchemy's statement dump and background link."""
     original = getattr(error, "orig", None) or error
-    text = str(original).strip()
+    # A bare TimeoutError (asyncpg's connect timeout) says nothing: name it at least.
+    text = str(original).strip() or type(original).__name__
     return " ".join(text.split())[:500]
 
 
-def translate(error: sa_exc.SQLAlchemyError) -> RepositoryDatabaseError:
-    """Our error for SQLAlchemy's; raise it ``from error``."""
+def translate(error: sa_exc.SQLAlchemyError | OSError) -> RepositoryDatabaseError:
+    """Our error for SQLAlchemy's, or for a driver's OSError (see ``ConnectionFailure``);
+    raise it ``from error``."""
     message = database_message(error)
     statement = getattr(error, "statement", None)
     if is_unavailable(error):

@@ -6,6 +6,13 @@ unflushed edits (``_identity.can_refresh``). A read that fails in a transaction 
 repository's reads opened, or on a connection that died, rolls that transaction back: on
 PostgreSQL the session would otherwise refuse every later statement ("current transaction is
 aborted"). A transaction the caller began is never touched.
+
+A failure to connect is a failure of the database, never of a record or of the caller's code:
+a unit of work acquires its connection first (``connect``), so that whatever fails there is
+told apart from what its block raises, and reaches the caller as DatabaseUnavailableError
+whatever the driver raised (asyncpg's own OSError included). A read needs no such step (it
+would cost a round trip through the session per read): nothing but SQLAlchemy and the driver
+runs inside ``session.execute``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
-from ._errors import is_unavailable, translate
+from ._errors import ConnectionFailure, is_unavailable, translate
 from ._identity import can_refresh
 from ._orm_writes import note_read_opened, read_only_since_our_read
 from ._transactions import atomic, caller_owns_transaction, finish_despite_cancellation
@@ -23,7 +30,20 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Result
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["TranslatedUnit", "read", "read_all", "read_one"]
+__all__ = ["TranslatedUnit", "connect", "read", "read_all", "read_one"]
+
+
+async def connect(session: AsyncSession, model: type[Any]) -> None:
+    """Give the session its connection for ``model`` now, where a failure can only be the
+    connection's: raised translated, the transaction this call opened rolled back (so the
+    next call connects afresh instead of meeting a half-begun transaction)."""
+    opened = session.sync_session.get_transaction() is None
+    try:
+        await session.connection(bind_arguments={"mapper": model})
+    except ConnectionFailure as error:
+        if opened and session.sync_session.get_transaction() is not None:
+            await finish_despite_cancellation(session.rollback())
+        raise translate(error) from error
 
 
 async def read(session: AsyncSession, query: Any) -> Result[Any]:
@@ -33,7 +53,7 @@ async def read(session: AsyncSession, query: Any) -> Result[Any]:
         query = query.execution_options(populate_existing=True)
     try:
         result = await session.execute(query)
-    except sa_exc.SQLAlchemyError as error:
+    except ConnectionFailure as error:  # an OSError here is the driver's (see the docstring)
         if not caller_owns_transaction(session) and (
             opens_transaction or read_only_since_our_read(session) or is_unavailable(error)
         ):
@@ -57,16 +77,29 @@ async def read_all(session: AsyncSession, query: Any) -> list[Any]:
 
 
 class TranslatedUnit:
-    """``atomic()`` with database errors translated once, at this boundary."""
+    """``atomic()`` with database errors translated once, at this boundary; the unit's
+    connection for ``model`` is acquired on entering it (``connect``)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, model: type[Any]) -> None:
+        self._session = session
+        self._model = model
         self._unit = atomic(session)
 
     async def __aenter__(self) -> None:
+        # In the caller's transaction the unit's SAVEPOINT connects: connect before it.
+        caller_owns = caller_owns_transaction(self._session)
+        if caller_owns:
+            await connect(self._session, self._model)
         try:
             await self._unit.__aenter__()
         except sa_exc.SQLAlchemyError as error:
             raise translate(error) from error
+        if not caller_owns:
+            try:
+                await connect(self._session, self._model)
+            except BaseException as error:
+                await self._unit.__aexit__(type(error), error, error.__traceback__)
+                raise
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         try:

@@ -19,7 +19,9 @@ Every error derives from :class:`BaseRepoError`, so one ``except`` catches them 
      └── RepositoryDatabaseError   the database refused or failed; ``__cause__`` is the
           │                        SQLAlchemy error
           ├── IntegrityConflictError   a constraint (unique, foreign key, not null) refused it
-          ├── DatabaseUnavailableError the database could not be reached at all
+          ├── DatabaseUnavailableError the database could not be reached (refused, unknown
+          │                            host, connect timeout, hung up) or the connection
+          │                            died; whatever the driver raised is ``__cause__``
           └── TransactionRetryError    a deadlock, serialization failure or busy database
                                        aborted a batch inside the caller's transaction:
                                        the caller must run the whole transaction again
@@ -150,7 +152,14 @@ class IntegrityConflictError(RepositoryDatabaseError):
 
 
 class DatabaseUnavailableError(RepositoryDatabaseError):
-    """The database could not be reached, so nothing was written."""
+    """The database could not be reached, or the connection failed, so nothing was written.
+
+    Raised for every driver alike: a refused connection, a host name that does not resolve,
+    a connect timeout, a server that hangs up, or a connection lost mid-call. ``__cause__``
+    is what the driver or SQLAlchemy raised (asyncpg's own ``ConnectionRefusedError`` or
+    ``socket.gaierror`` included). Not raised for a SQLite file that cannot be opened: that
+    is a wrong path, a plain :class:`RepositoryDatabaseError`.
+    """
 
 
 class TransactionRetryError(RepositoryDatabaseError):

@@ -27,7 +27,6 @@ from examples.fastapi_app.models import Base, User
 from examples.fastapi_app.settings import Settings
 from redis.asyncio import Redis
 from sqlalchemy import event, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
@@ -430,27 +429,10 @@ _REQUESTS: dict[str, tuple[str, str, Any]] = {
     "create": ("POST", "/users", {"email": "a@example.com", "name": "A"}),
     "bulk": ("POST", "/users/bulk", [{"email": "a@example.com", "name": "A"}]),
 }
-# baserepo does not yet translate every failure to connect (notes/fastapi.md): asyncpg's
-# ConnectionRefusedError escapes every call as it is, and bulk_create lets SQLAlchemy's
-# OperationalError out on asyncmy. Strict: once translated, these cases fail as XPASS and the
-# marks must go.
-_UNTRANSLATED = pytest.mark.xfail(
-    strict=True,
-    raises=(ConnectionRefusedError, OperationalError),
-    reason="baserepo raises the driver's connect error, not DatabaseUnavailableError",
-)
 
 
-@pytest.mark.parametrize(
-    ("database", "call"),
-    [
-        pytest.param(database, call, marks=_UNTRANSLATED)
-        if database == "postgresql" or call == "bulk"
-        else (database, call)
-        for database in _UNREACHABLE
-        for call in _REQUESTS
-    ],
-)
+@pytest.mark.parametrize("database", _UNREACHABLE)
+@pytest.mark.parametrize("call", _REQUESTS)
 async def test_a_database_that_cannot_be_reached_is_503(database: str, call: str) -> None:
     url = _UNREACHABLE[database].format(port=free_port())  # nothing listens there
     method, path, body = _REQUESTS[call]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from .._errors import is_unavailable
+from .._errors import database_message, is_unavailable
 from ..exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ async def retiring_broken_connection(session: AsyncSession) -> AsyncIterator[Non
     """
     try:
         yield
+    except OSError as error:
+        # The driver's own (asyncpg connecting anew for this batch, the server gone): given
+        # SQLAlchemy's form, so the loops' one ``except SQLAlchemyError`` sees it as
+        # unavailable (``_errors.is_unavailable`` follows the cause). Only statements run here.
+        raise sa_exc.DisconnectionError(database_message(error)) from error
     except sa_exc.DBAPIError as error:
         if is_unavailable(error) and not error.connection_invalidated:
             connection = await session.connection()

@@ -14,6 +14,7 @@ from .._events import EventType
 from .._identity import (
     with_onupdate_values,
 )
+from .._statements import connect
 from .state import CreateSchemaT, Filters, IdT, ModelT, Records, RepositoryState, UpdateSchemaT
 
 if typing.TYPE_CHECKING:
@@ -170,8 +171,9 @@ class BulkMethods(RepositoryState[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
         return BulkEngine(self.session, self._info, self._preparer, dialect, self._retry)
 
     async def _bulk_dialect(self) -> BulkDialect:
-        dialect = self.session.sync_session.get_bind(mapper=sa_inspect(self.model)).dialect
-        if dialect.server_version_info is None:
-            # Some capabilities (MariaDB's RETURNING) are known only once connected.
-            await self.session.connection()
-        return bulk_dialect_for(dialect)
+        # Connected first, always: some capabilities (MariaDB's RETURNING) are known only
+        # then, and a database that cannot be reached is told apart here, before the input
+        # is taken, from whatever the input or the batches raise later.
+        await connect(self.session, self.model)
+        bind = self.session.sync_session.get_bind(mapper=sa_inspect(self.model))
+        return bulk_dialect_for(bind.dialect)

@@ -153,7 +153,7 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]
         ``changes`` unless they are None) instead."""
         instance = self.model(**values)
         winner: ModelT | None = None
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             try:
                 async with self.session.begin_nested():
                     self.session.add(instance)
@@ -180,7 +180,7 @@ class GetOrCreateMethods(WriteMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]
     async def _update(
         self, filters: Mapping[str, Any], include_deleted: bool, changes: dict[str, Any]
     ) -> ModelT | None:
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             instance = await self._find_one(filters, include_deleted, lock="update")
             if instance is None:
                 return None

@@ -28,7 +28,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
         """Insert one row and return it; raises RecordValidationError or IntegrityConflictError."""
         values = self._preparer.for_create(data)
         instance = self.model(**values)
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             self.session.add(instance)
             await self.session.flush()
             new_id = getattr(instance, self._info.pk_attr)
@@ -38,7 +38,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
     async def update(self, id: IdT, data: UpdateSchemaT | Mapping[str, Any]) -> ModelT | None:
         """Apply ``data`` to the row ``id``; None when there is no such (visible) row."""
         values = self._preparer.for_update(data)
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             instance = await read_one(
                 self.session, self._soft.hide(select(self.model).where(self._pk == id), {}, False)
             )
@@ -66,7 +66,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
             )
         else:
             statement = delete(self.model).where(self._pk == id)
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             done = rowcount(await self.session.execute(statement)) > 0
             if done:
                 self._effects.wrote(EventType.SOFT_DELETED if soft else EventType.DELETED, [id], [])
@@ -81,7 +81,7 @@ class WriteMethods(ReadMethods[ModelT, CreateSchemaT, UpdateSchemaT, IdT]):
             .where(self._pk == id, self._soft.deleted())
             .values({self._soft.required_attr: None})
         )
-        async with TranslatedUnit(self.session):
+        async with TranslatedUnit(self.session, self.model):
             restored = rowcount(await self.session.execute(statement)) > 0
             if restored:
                 self._effects.wrote(EventType.RESTORED, [id], [])
