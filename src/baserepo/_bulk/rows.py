@@ -15,7 +15,6 @@ not reach (no such row, or a soft-deleted one) is reported as ``not_found``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,14 @@ from .._telemetry import BulkCall, note_strategy, rolled_back
 from .._transactions import atomic
 from ._guards import refuse_autocommit, retiring_broken_connection
 from ._retry import DEFAULT_RETRY, BatchAttempts, RetryPolicy
+from ._row_statements import (
+    StatementsByShape,
+    common_name,
+    condition_shape,
+    key_name,
+    row_parameters,
+    value_name,
+)
 from .tally import Tally, stopped
 
 if TYPE_CHECKING:
@@ -223,24 +230,22 @@ async def case_update_rows(
         keys = [keys[i] for i in kept]
         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
     names = tuple(columns)
-    statement = _case_statement(target, condition, names, len(keys), tuple(common), returning)
-    parameters: dict[str, Any] = {"baserepo_keys": keys}
-    parameters.update({f"baserepo_k{i}": key for i, key in enumerate(keys)})
-    for j, name in enumerate(names):
-        parameters.update({f"baserepo_c{j}_{i}": v for i, v in enumerate(columns[name])})
-    parameters.update({f"baserepo_s_{name}": value for name, value in common.items()})
+    shape = (target.table, names, len(keys), tuple(common), returning, condition_shape(condition))
+
+    def build() -> Any:
+        return _case_statement(target, condition, names, len(keys), tuple(common), returning)
+
+    statement = build() if shape[-1] is None else _CASE_STATEMENTS.get_or_build(shape, build)
+    parameters = row_parameters(keys, columns, common)
+    parameters["baserepo_keys"] = keys
     if returning:
         return list((await session.execute(statement, parameters)).scalars())
     await session.execute(statement, parameters)
     return keys
 
 
-_CASE_STATEMENTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-"""The last CASE statements built, by shape. Building and compiling a 1,000-row CASE was about
-half of a SQLite call's time; the same statement object, reused, is compiled once (SQLAlchemy's
-compiled cache) and only its parameters change. Bounded: a statement holds its many
-parameters, and the last batch of each call has a shape of its own."""
-_KEPT_STATEMENTS = 32
+_CASE_STATEMENTS: StatementsByShape[Any] = StatementsByShape(32)
+"""Building and compiling a 1,000-row CASE was about half of a SQLite call's time."""
 
 
 def _case_statement(
@@ -251,29 +256,19 @@ def _case_statement(
     common: tuple[str, ...],
     returning: bool,
 ) -> Any:
-    # The condition by its structure (a cache key), never by identity: a statement holds its
-    # condition, so an identity-keyed cache would keep every call's statements alive.
-    condition_key = condition._generate_cache_key()
-    cacheable = condition_key is not None and not condition_key.bindparams
-    shape = condition_key.key if condition_key is not None and cacheable else None
-    key = (target.table, names, rows, common, returning, shape)
-    found = _CASE_STATEMENTS.get(key) if cacheable else None
-    if found is not None:
-        _CASE_STATEMENTS.move_to_end(key)
-        return found
     pk, table = target.pk, target.table
     # The condition also after the keys were read and locked under it: a cheap re-check.
     where = and_(pk.in_(bindparam("baserepo_keys", expanding=True, type_=pk.type)), condition)
     # Typed parameters: each value is bound as its column binds it (datetimes on SQLite, JSON).
-    key_binds = [bindparam(f"baserepo_k{i}", type_=pk.type) for i in range(rows)]
+    key_binds = [bindparam(key_name(i), type_=pk.type) for i in range(rows)]
     assignments: dict[str, Any] = {
-        name: bindparam(f"baserepo_s_{name}", type_=table.c[name].type) for name in common
+        name: bindparam(common_name(name), type_=table.c[name].type) for name in common
     }
     for j, name in enumerate(names):
         column = table.c[name]
         assignments[name] = case(
             *(
-                (pk == key_bind, bindparam(f"baserepo_c{j}_{i}", type_=column.type))
+                (pk == key_bind, bindparam(value_name(j, i), type_=column.type))
                 for i, key_bind in enumerate(key_binds)
             ),
             else_=column,
@@ -281,8 +276,4 @@ def _case_statement(
     statement: Any = update(table).where(where).values(assignments)
     if returning:
         statement = statement.returning(pk)
-    if cacheable:
-        _CASE_STATEMENTS[key] = statement
-        if len(_CASE_STATEMENTS) > _KEPT_STATEMENTS:
-            _CASE_STATEMENTS.popitem(last=False)
     return statement

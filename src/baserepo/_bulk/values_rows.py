@@ -14,12 +14,19 @@ today: it is the soft-delete filter or nothing) takes the CASE form instead.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, bindparam, text
 
 from .._telemetry import note_strategy
+from ._row_statements import (
+    StatementsByShape,
+    common_name,
+    condition_shape,
+    key_name,
+    row_parameters,
+    value_name,
+)
 from .rows import case_update_rows
 
 if TYPE_CHECKING:
@@ -38,10 +45,7 @@ VALUES_MAX_ROWS = 2_000
 0.196 s of 2,000 and 0.284 s of 5,000: past ~2,000 rows the parameters' processing and the
 statement's text cost more than the statements saved."""
 
-_KEPT_STATEMENTS = 16
-_STATEMENTS: OrderedDict[tuple[Any, ...], TextualSelect] = OrderedDict()
-"""The last statements built, by shape: a 5,000-row statement takes longer to build and compile
-than to run; reused, SQLAlchemy's compiled cache serves it and only the parameters change."""
+_STATEMENTS: StatementsByShape[TextualSelect] = StatementsByShape(16)
 
 
 def values_rows_per_update(
@@ -62,16 +66,16 @@ async def values_update_rows(
 ) -> list[Any]:
     """The keys the statement changed (rows that matched ``condition``)."""
     names = tuple(columns)
-    statement = _statement(session, target, condition, names, len(keys), tuple(common))
-    if statement is None:  # a condition with values of its own: the portable CASE form
+    shape = (target.table, names, len(keys), tuple(common), condition_shape(condition))
+    if shape[-1] is None:  # a condition with values of its own: the portable CASE form
         return await case_update_rows(
             session, target, condition, keys, columns, common, returning=True
         )
+    statement = _STATEMENTS.get_or_build(
+        shape, lambda: _statement(session, target, condition, names, len(keys), tuple(common))
+    )
     note_strategy("values_join")
-    parameters: dict[str, Any] = {f"baserepo_k{i}": key for i, key in enumerate(keys)}
-    for j, name in enumerate(names):
-        parameters.update({f"baserepo_c{j}_{i}": v for i, v in enumerate(columns[name])})
-    parameters.update({f"baserepo_s_{name}": value for name, value in common.items()})
+    parameters = row_parameters(keys, columns, common)
     return list((await session.execute(statement, parameters)).scalars())
 
 
@@ -82,28 +86,20 @@ def _statement(
     names: tuple[str, ...],
     rows: int,
     common: tuple[str, ...],
-) -> TextualSelect | None:
+) -> TextualSelect:
     # Written as text: SQLAlchemy does not cache a VALUES construct holding parameters (its
     # cache key is None), so it would compile thousands of parameters for every batch; a text
-    # clause is compiled once per statement object and kept here by shape.
-    condition_key = condition._generate_cache_key()
-    if condition_key is None or condition_key.bindparams:
-        return None  # its values would have to be written into the text
-    key = (target.table, names, rows, common, condition_key.key)
-    found = _STATEMENTS.get(key)
-    if found is not None:
-        _STATEMENTS.move_to_end(key)
-        return found
+    # clause is compiled once per statement object, kept by shape.
     pk, table = target.pk, target.table
     dialect = session.sync_session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
     table_sql = dialect.identifier_preparer.format_table(table)
     width = range(len(names))
     rows_sql = ", ".join(
-        "(" + ", ".join([f":baserepo_k{i}", *(f":baserepo_c{j}_{i}" for j in width)]) + ")"
+        "(" + ", ".join([f":{key_name(i)}", *(f":{value_name(j, i)}" for j in width)]) + ")"
         for i in range(rows)
     )
-    sets = [f"{quote(table.c[name].name)} = :baserepo_s_{name}" for name in common]
+    sets = [f"{quote(table.c[name].name)} = :{common_name(name)}" for name in common]
     sets += [f"{quote(table.c[name].name)} = baserepo_v.c{j}" for j, name in enumerate(names)]
     pk_sql = f"{table_sql}.{quote(pk.name)}"
     where = str(condition.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -114,12 +110,8 @@ def _statement(
     )
     # Typed parameters: each value is bound as its column binds it (datetimes on SQLite, JSON).
     types = [table.c[name].type for name in names]
-    binds = [bindparam(f"baserepo_s_{name}", type_=table.c[name].type) for name in common]
+    binds = [bindparam(common_name(name), type_=table.c[name].type) for name in common]
     for i in range(rows):
-        binds.append(bindparam(f"baserepo_k{i}", type_=pk.type))
-        binds.extend(bindparam(f"baserepo_c{j}_{i}", type_=t) for j, t in enumerate(types))
-    statement = text(sql).bindparams(*binds).columns(pk)
-    _STATEMENTS[key] = statement
-    if len(_STATEMENTS) > _KEPT_STATEMENTS:
-        _STATEMENTS.popitem(last=False)
-    return statement
+        binds.append(bindparam(key_name(i), type_=pk.type))
+        binds.extend(bindparam(value_name(j, i), type_=t) for j, t in enumerate(types))
+    return text(sql).bindparams(*binds).columns(pk)
