@@ -7,9 +7,10 @@ and ``RETURNING`` but no arrays (SQLite 3.35+):
 
 The database finds each row's values by joining on the key, once per row, where a CASE tries a
 row's WHEN branches one after the other (its cost grows with the square of the statement's
-rows): 10,000 rows of two columns took SQLite 0.065 s of CASE statements of 500 rows and
-0.010 s of these, whatever their size. A condition holding values of its own (none does
-today: it is the soft-delete filter or nothing) takes the CASE form instead.
+rows): SQLite's own work for 10,000 rows of two columns was 0.076 s in CASE statements of 500
+rows and 0.014-0.017 s in these of 500-2,000 (``bench/probes/sqlite_row_updates.py``). A
+condition holding values of its own (none does today: it is the soft-delete filter or nothing)
+takes the CASE form instead.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["VALUES_MAX_ROWS", "values_rows_per_update", "values_update_rows"]
 
 VALUES_MAX_ROWS = 2_000
-"""Rows of one statement (one batch, one transaction) at most. 10,000 rows of two columns
-(``bench/scenarios/row_updates.py --databases sqlite``) took 0.218 s in statements of 500,
-0.196 s of 2,000 and 0.284 s of 5,000: past ~2,000 rows the parameters' processing and the
+"""Rows of one statement (one batch, one transaction) at most. bulk_update_rows of 10,000 rows of
+two columns took 0.156 s in statements of 500, 0.148 s of 2,000 and 0.253 s of 5,000
+(``bench/probes/sqlite_row_updates.py``): past ~2,000 rows the parameters' processing and the
 statement's text cost more than the statements saved."""
 
 _STATEMENTS: StatementsByShape[TextualSelect] = StatementsByShape(16)
