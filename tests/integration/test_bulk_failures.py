@@ -28,10 +28,14 @@ from baserepo import (
     BulkOperationError,
     ConfigurationError,
     DatabaseUnavailableError,
+    EventBus,
     EventType,
     FailureKind,
+    RepositoryEvent,
     create_engine,
 )
+from baserepo._bulk import bulk_dialect_for
+from baserepo._bulk.postgresql_asyncpg import AsyncpgPostgresqlDialect
 from baserepo._errors import translate
 from baserepo.testing import RecordingEventBus
 from tests.integration.test_bulk_create import TAKEN, check_accounting, seed_taken, user
@@ -261,6 +265,77 @@ async def test_bulk_update_raises_with_the_result_when_the_database_goes_away(
         async with session_factory() as fresh:
             changed = select(User.id).where(User.salary == 1)
             assert sorted((await fresh.execute(changed)).scalars()) == result.affected_ids
+    finally:
+        await engine.dispose()
+
+
+async def test_bulk_upsert_raises_with_the_result_when_the_database_goes_away(
+    engine: AsyncEngine,
+    db_url: str,
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    on_a_server(engine)
+    bulk = bulk_dialect_for(engine.sync_engine.dialect)
+    if isinstance(bulk, AsyncpgPostgresqlDialect):  # the engine is this test's own
+        bulk.stage_min_rows = 1  # through the staging table's raw COPY, as large batches go
+    repo = BaseRepository(User, session)
+    await repo.bulk_create([user(i, salary=1) for i in range(15)])
+
+    async def kill_after_first_batch(done: int) -> None:
+        if done == 10:
+            await kill_other_connections(db_url)
+
+    records = [user(i, salary=2) for i in range(30)]  # 15 existing, then 15 new
+    try:
+        with pytest.raises(BulkOperationError) as caught:
+            await repo.bulk_upsert(
+                records, unique_fields=["email"], batch_size=10, progress=kill_after_first_batch
+            )
+        assert isinstance(caught.value.__cause__, DatabaseUnavailableError)
+        result = caught.value.result
+        assert (len(result.updated_ids), result.created_ids) == (10, [])
+        # 0-9 updated; 10-19 unavailable, no culprit named; 20-29 never taken (as bulk_create).
+        assert [f.index for f in result.failures] == list(range(10, 20))
+        assert {f.kind for f in result.failures} == {UNAVAILABLE}
+        async with session_factory() as fresh:
+            written = select(User.id).where(User.salary == 2)
+            assert sorted((await fresh.execute(written)).scalars()) == sorted(result.updated_ids)
+    finally:
+        await engine.dispose()
+
+
+async def test_bulk_update_rows_raises_with_the_result_when_the_database_goes_away(
+    engine: AsyncEngine,
+    db_url: str,
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    on_a_server(engine)
+    created = await BaseRepository(User, session).bulk_create([user(i) for i in range(30)])
+    bus = EventBus()
+    killed: list[bool] = []
+
+    async def kill_after_first_batch(event: RepositoryEvent) -> None:
+        if not killed:
+            killed.append(True)
+            await kill_other_connections(db_url)
+
+    bus.subscribe(EventType.UPDATED, kill_after_first_batch)
+    rows = [{"id": key, "salary": 7} for key in created.created_ids]
+    try:
+        with pytest.raises(BulkOperationError) as caught:
+            await BaseRepository(User, session, event_bus=bus).bulk_update_rows(rows, batch_size=10)
+        assert isinstance(caught.value.__cause__, DatabaseUnavailableError)
+        result = caught.value.result
+        assert result.affected_ids == created.created_ids[:10]
+        # It reads its whole input first: the rows of batches never run are reported too.
+        assert [f.index for f in result.failures] == list(range(10, 30))
+        assert {f.kind for f in result.failures[:10]} == {UNAVAILABLE}
+        assert {f.kind for f in result.failures[10:]} == {NOT_ATTEMPTED}
+        async with session_factory() as fresh:
+            written = select(User.id).where(User.salary == 7)
+            assert sorted((await fresh.execute(written)).scalars()) == result.affected_ids
     finally:
         await engine.dispose()
 

@@ -527,6 +527,10 @@ WRITE_CALLS: dict[str, Callable[[Repo, list[int]], Awaitable[Any]]] = {
     "bulk_update": lambda r, ids: r.bulk_update({"department": "eng"}, {"salary": 5}),
     "update": lambda r, ids: r.update(ids[1], {"salary": 5}),
     "bulk_delete": lambda r, ids: r.bulk_delete({"department": "eng"}),
+    "bulk_upsert": lambda r, ids: r.bulk_upsert(
+        [person(i, salary=5) for i in range(4)], unique_fields=["email"]
+    ),
+    "bulk_update_rows": lambda r, ids: r.bulk_update_rows([{"id": k, "salary": 5} for k in ids]),
 }
 
 
