@@ -114,42 +114,13 @@ class BulkChanges:
                             whole = False
                             current.outcome = "retried"
                             continue
-                        ids: list[Any] = []
-                        if batch is not None and batch.ids:
-                            ids = (
-                                batch.ids
-                            )  # the change went through; the commit (or RELEASE) did not
-                        elif not is_unavailable(error):
-                            ids = await self._keys_of(
-                                next_keys(self._target.pk, condition, size, last), error
-                            )
-                        if not ids:
-                            if is_transient(error) and not is_unavailable(error):
-                                # Its rows have stopped matching meanwhile: nothing is left to
-                                # change and no row to report.
-                                break
-                            if tally.success_count == 0 and not tally.failures:
-                                raise translate(
-                                    error
-                                ) from error  # nothing written: no result to keep
-                            # Earlier batches committed: the caller gets them with the reason
-                            # it stopped.
-                            tally.fail(_batch_failure((), error, "could not select the next batch"))
-                            why = (
-                                "the connection to the database failed"
-                                if is_unavailable(error)
-                                else f"a batch failed with no rows to report: {describe(error)}"
-                            )
-                            raise stopped(operation, tally, why) from translate(error)
-                        spent = f" after {tries} tries" if tries > 1 else ""
-                        tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
-                        held = f"{len(ids)} rows, keys {ids[0]!r} to {ids[-1]!r}"
-                        rolled_back(held, None, f"{database_message(error)}{spent}")
+                        ids = await self._failed_batch_keys(batch, error, condition, size, last)
+                        if not ids and is_transient(error) and not is_unavailable(error):
+                            # Its rows have stopped matching meanwhile: nothing is left to
+                            # change and no row to report.
+                            break
                         current.rows = len(ids)
-                        if is_unavailable(error):  # nothing more can be done on this connection
-                            raise stopped(
-                                operation, tally, "the connection to the database failed"
-                            ) from (translate(error))
+                        _record_failed_batch(operation, tally, ids, error, tries)
                         last, more = ids[-1], len(ids) >= size
                     else:
                         attempts = BatchAttempts(self._retry, self._session)
@@ -171,6 +142,22 @@ class BulkChanges:
             return tally.result()
         finally:
             telemetry.finish()  # also when the call stops midway
+
+    async def _failed_batch_keys(
+        self,
+        batch: ChangeBatch | None,
+        error: sa_exc.SQLAlchemyError,
+        condition: ColumnElement[bool],
+        size: int,
+        last: Any,
+    ) -> list[Any]:
+        """The keys of the batch that failed: those it changed when only its commit (or
+        RELEASE) failed; else the batch's keys read again, unless the connection is gone."""
+        if batch is not None and batch.ids:
+            return list(batch.ids)
+        if is_unavailable(error):
+            return []
+        return await self._keys_of(next_keys(self._target.pk, condition, size, last), error)
 
     async def _keys_of(self, query: Select[Any], failure: sa_exc.SQLAlchemyError) -> list[Any]:
         """The keys a failed batch held, to report them and move past them.
@@ -197,3 +184,32 @@ def _batch_failure(ids: tuple[Any, ...], error: BaseException, what: str) -> Rec
         f"{what} ({len(ids)} rows, ids {ids[:5]}...): {database_message(error)}",
         ids=ids,
     )
+
+
+def _record_failed_batch(
+    operation: str, tally: Tally, ids: list[Any], error: sa_exc.SQLAlchemyError, tries: int
+) -> None:
+    """Count the rolled-back batch of ``ids`` in ``tally``; raise when the call cannot go on
+    (the connection is gone, or the batch's rows could not even be named)."""
+    if not ids:
+        if tally.success_count == 0 and not tally.failures:
+            raise translate(error) from error  # nothing written: no result to keep
+        # Earlier batches committed: the caller gets them with the reason it stopped.
+        tally.fail(_batch_failure((), error, "could not select the next batch"))
+        why = (
+            "the connection to the database failed"
+            if is_unavailable(error)
+            else f"a batch failed with no rows to report: {describe(error)}"
+        )
+        raise stopped(operation, tally, why) from translate(error)
+    spent = f" after {tries} tries" if tries > 1 else ""
+    tally.fail(_batch_failure(tuple(ids), error, f"batch rolled back{spent}"))
+    rolled_back(
+        f"{len(ids)} rows, keys {ids[0]!r} to {ids[-1]!r}",
+        None,
+        f"{database_message(error)}{spent}",
+    )
+    if is_unavailable(error):  # nothing more can be done on this connection
+        raise stopped(operation, tally, "the connection to the database failed") from translate(
+            error
+        )
